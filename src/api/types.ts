@@ -1,0 +1,108 @@
+import type { KubernetesObject } from "@kubernetes/client-node";
+
+export type ConditionStatus = "True" | "False" | "Unknown";
+
+/** A status condition as Kubernetes API conventions (and kstatus) define it. */
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+  reason: string;
+  message: string;
+}
+
+export interface MarketplaceSource {
+  publisher: string;
+  offer: string;
+  sku: string;
+  version?: string;
+}
+
+export interface GallerySource {
+  id?: string;
+  sharedGalleryImageId?: string;
+  communityGalleryImageId?: string;
+}
+
+export interface VhdSource {
+  url?: string;
+  blobUri?: string;
+  checksum?: string;
+}
+
+export interface ImageSource {
+  marketplace?: MarketplaceSource;
+  gallery?: GallerySource;
+  vhd?: VhdSource;
+}
+
+export interface TargetRegion {
+  name: string;
+  replicaCount?: number;
+}
+
+export interface GalleryDestination {
+  galleryName: string;
+  imageDefinition: string;
+  version?: string;
+  targetRegions?: TargetRegion[];
+}
+
+export interface ImageDestination {
+  managedImage?: { name?: string };
+  gallery?: GalleryDestination;
+}
+
+export type OsType = "Linux" | "Windows";
+export type DeletionPolicy = "Delete" | "Retain";
+
+export interface VmImageSpec {
+  subscriptionId?: string;
+  location: string;
+  resourceGroup: string;
+  osType: OsType;
+  osState?: "Generalized" | "Specialized";
+  hyperVGeneration?: "V1" | "V2";
+  source: ImageSource;
+  destination: ImageDestination;
+  deletionPolicy?: DeletionPolicy;
+  tags?: Record<string, string>;
+}
+
+export interface VmImageStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  imageId?: string;
+  galleryImageVersionId?: string;
+  resolvedVersion?: string;
+}
+
+export interface VmImage extends KubernetesObject {
+  spec: VmImageSpec;
+  status?: VmImageStatus;
+}
+
+export interface ImageCaptureSpec {
+  subscriptionId?: string;
+  vm: { resourceGroup: string; name: string };
+  osType: OsType;
+  imageType?: "OS" | "VM";
+  generalize?: { mode?: "RunCommand" | "AlreadyGeneralized" | "Specialized" };
+  destination: ImageDestination;
+  deletionPolicy?: DeletionPolicy;
+}
+
+export interface ImageCaptureStatus {
+  observedGeneration?: number;
+  step?: string;
+  conditions?: Condition[];
+  snapshotIds?: string[];
+  imageId?: string;
+  galleryImageVersionId?: string;
+}
+
+export interface ImageCapture extends KubernetesObject {
+  spec: ImageCaptureSpec;
+  status?: ImageCaptureStatus;
+}
