@@ -16,6 +16,21 @@ set -euo pipefail
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
 
+sudo_cmd=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo_cmd=(sudo); fi
+
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get is needed to install $*"
+  [ "$(id -u)" = 0 ] || [ "${#sudo_cmd[@]}" -gt 0 ] || die "installing Debian packages ($*) needs root or sudo"
+  log "installing Debian packages: $*"
+  "${sudo_cmd[@]}" apt-get update -qq >&2 || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$@" >&2 \
+    || die "apt-get install $* failed"
+}
+
+# The end-to-end tests drive kubectl as a user would; Debian's kubernetes-client provides one.
+command -v kubectl >/dev/null || apt_install kubernetes-client
+
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   if [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then
     log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
@@ -35,12 +50,6 @@ fi
 
 command -v apt-get >/dev/null || die "no KUBEBUILDER_ASSETS, no cache at $bin, and no apt-get to build one: set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd (setup-envtest provides one)"
 
-sudo_cmd=()
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || die "installing Debian packages needs root or sudo"
-  sudo_cmd=(sudo)
-fi
-
 mkdir -p "$bin" "$cache/work"
 log "provisioning into $cache (this takes about 10 minutes once)"
 
@@ -48,12 +57,7 @@ need_pkgs=()
 for p in etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-  log "installing Debian packages: ${need_pkgs[*]}"
-  "${sudo_cmd[@]}" apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2 \
-    || die "apt-get install ${need_pkgs[*]} failed"
-fi
+if [ "${#need_pkgs[@]}" -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
 
 etcd_path="$(command -v etcd || true)"
 [ -n "$etcd_path" ] || etcd_path=/usr/bin/etcd
