@@ -48,12 +48,13 @@ export class ControlPlane {
     this.dir = dir;
   }
 
-  static async start(): Promise<ControlPlane> {
+  /** `apiServerArgs`: extra kube-apiserver flags, for example `--watch-cache=false`. */
+  static async start(opts: { apiServerArgs?: string[] } = {}): Promise<ControlPlane> {
     const cp = new ControlPlane(await mkdtemp(join(tmpdir(), "aio-control-plane-")));
     try {
       cp.assets = await resolveAssets();
       await cp.startEtcd();
-      await cp.prepareApiServer();
+      await cp.prepareApiServer(opts.apiServerArgs ?? []);
       await cp.startApiServer();
       await cp.writeKubeconfig();
     } catch (err) {
@@ -104,10 +105,33 @@ export class ControlPlane {
     return [this.etcd, this.apiServer].flatMap((p) => (p?.running && p.pid !== undefined ? [p.pid] : []));
   }
 
-  /** Stops the API server and starts it again on the same port and etcd (clients must reconnect). */
-  async restartApiServer(): Promise<void> {
+  /** Stops the API server; etcd and the data stay. */
+  async stopApiServer(): Promise<void> {
     await this.apiServer?.stop();
+  }
+
+  /** Starts the API server again, on the same port and etcd, after stopApiServer. */
+  async restartApiServer(): Promise<void> {
+    if (this.apiServer?.running) await this.apiServer.stop();
     await this.startApiServer();
+  }
+
+  /**
+   * Compacts etcd's history up to its current revision, so a watch from any older resourceVersion
+   * is answered with 410 Gone (when the API server's watch cache is off, the watch goes to etcd).
+   */
+  async compactEtcd(): Promise<number> {
+    const range = await fetch(`${this.etcdUrl}/v3/kv/range`, {
+      method: "POST",
+      body: JSON.stringify({ key: Buffer.from("/").toString("base64") }),
+    });
+    const revision = Number(((await range.json()) as { header: { revision: string } }).header.revision);
+    const compact = await fetch(`${this.etcdUrl}/v3/kv/compaction`, {
+      method: "POST",
+      body: JSON.stringify({ revision, physical: true }),
+    });
+    if (!compact.ok) throw new Error(`etcd compaction failed: ${compact.status} ${await compact.text()}`);
+    return revision;
   }
 
   /** Stops both servers and removes the data directory. Safe to call more than once. */
@@ -150,7 +174,7 @@ export class ControlPlane {
     );
   }
 
-  private async prepareApiServer(): Promise<void> {
+  private async prepareApiServer(extraArgs: string[]): Promise<void> {
     const certDir = join(this.dir, "certs");
     await mkdir(certDir, { recursive: true });
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -178,6 +202,7 @@ export class ControlPlane {
       "--allow-privileged=true",
       // No controller-manager runs, so nothing would create the token Secrets this plugin waits for.
       "--disable-admission-plugins=ServiceAccount",
+      ...extraArgs,
     ];
   }
 
