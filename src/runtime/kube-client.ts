@@ -18,22 +18,30 @@ export class KubeApiError extends Error {
   readonly code: number;
   readonly reason: string;
   readonly retryAfterSeconds: number | undefined;
+  /** The server's field-level reasons (validation failures carry them). */
+  readonly causes: string[];
 
   constructor(code: number, status: KubeStatus | undefined, what: string, retryAfterSeconds?: number) {
-    super(`${what}: ${code} ${status?.reason ?? ""}: ${status?.message ?? "(no message)"}`);
+    const causes = (status?.details?.causes ?? []).map((c) => c.message ?? "").filter(Boolean);
+    const detail = causes.length > 0 ? ` (${causes.join("; ")})` : "";
+    super(`${what}: ${code} ${status?.reason ?? ""}: ${status?.message ?? "(no message)"}${detail}`);
     this.name = "KubeApiError";
     this.code = code;
     this.reason = status?.reason ?? "";
     this.retryAfterSeconds = retryAfterSeconds;
+    this.causes = causes;
   }
 }
 
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.code === 404;
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.code === 409;
 export const isGone = (err: unknown): boolean => err instanceof KubeApiError && err.code === 410;
-/** JSON Patch `test` failures come back as 422 Invalid; they mean the object moved on, like a conflict. */
+/**
+ * A JSON Patch whose `test` failed: the object moved on since it was read, like a conflict. The API
+ * server answers 422 Invalid with a generic message and, unlike a schema violation, no causes.
+ */
 export const isPatchTestFailed = (err: unknown): boolean =>
-  err instanceof KubeApiError && err.code === 422 && /test operation|testing value/i.test(err.message);
+  err instanceof KubeApiError && err.code === 422 && err.causes.length === 0;
 
 export const MERGE_PATCH = "application/merge-patch+json";
 export const JSON_PATCH = "application/json-patch+json";
