@@ -27,8 +27,6 @@ export interface ManagerOptions {
   healthProbeAddress?: string;
   /** `host:port` of /metrics; port 0 picks a free one; absent disables. */
   metricsAddress?: string;
-  /** Called when leadership is lost after it was held: the process should exit and be restarted. */
-  onLostLeadership?: () => void;
 }
 
 /**
@@ -46,6 +44,14 @@ export class Manager {
   private readonly servers: Server[] = [];
   private controllersRunning = false;
   private stopping = false;
+  private signalLostLeadership: () => void = () => undefined;
+  /**
+   * Resolves when leadership, once held, is lost. The controllers have stopped by then; the process
+   * should exit so that it restarts as a fresh candidate (controller-runtime does the same).
+   */
+  readonly lostLeadership = new Promise<void>((resolve) => {
+    this.signalLostLeadership = resolve;
+  });
   readonly addresses: { healthProbe?: string; metrics?: string } = {};
 
   constructor(opts: ManagerOptions) {
@@ -100,7 +106,9 @@ export class Manager {
       },
       onStoppedLeading: () => {
         this.opts.metrics.setLeader(le.name, false);
-        void this.stopControllers().then(() => this.opts.onLostLeadership?.());
+        void this.stopControllers().then(() => {
+          this.signalLostLeadership();
+        });
       },
     });
     this.elector.start();
