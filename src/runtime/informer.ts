@@ -31,6 +31,16 @@ export interface InformerOptions {
   /** Re-deliver every cached object this often; 0 disables. */
   resyncPeriodMs?: number;
   backoff?: Backoff;
+  /**
+   * Applied to every object before it is cached. The default drops `metadata.managedFields`, which
+   * no controller here reads and which is often the largest part of a small object.
+   */
+  transform?: (obj: KubernetesObject) => KubernetesObject;
+}
+
+export function stripManagedFields(obj: KubernetesObject): KubernetesObject {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
 }
 
 /** Why a watch ended, as the reflector loop sees it. */
@@ -73,6 +83,7 @@ export class Informer<T extends KubernetesObject> {
       watchTimeoutSeconds: opts.watchTimeoutSeconds ?? 300,
       stallTimeoutMs: opts.stallTimeoutMs ?? ((opts.watchTimeoutSeconds ?? 300) * 1.1 + 30) * 1000,
       resyncPeriodMs: opts.resyncPeriodMs ?? 10 * 60_000,
+      transform: opts.transform ?? stripManagedFields,
     };
     this.backoff = opts.backoff ?? new Backoff(1_000, 30_000);
   }
@@ -154,7 +165,7 @@ export class Informer<T extends KubernetesObject> {
         signal,
         timeoutMs: 60_000,
       });
-      for (const item of page.items) items.set(objectKey(item), item);
+      for (const item of page.items) items.set(objectKey(item), this.opts.transform(item) as T);
       resourceVersion = page.metadata.resourceVersion ?? "";
       cont = page.metadata.continue || undefined;
     } while (cont);
@@ -238,6 +249,7 @@ export class Informer<T extends KubernetesObject> {
     const rv = event.object.metadata?.resourceVersion;
     if (rv) this.lastResourceVersion = rv;
     if (event.type === "BOOKMARK") return;
+    this.opts.transform(event.object);
     const key = objectKey(event.object);
     const old = this.store.get(key);
     if (event.type === "DELETED") {

@@ -115,4 +115,20 @@ describe("leader election across two manager processes", () => {
     assert.ok(afterKill <= 20_000, `SIGKILL handover within ~20 s (${afterKill} ms)`);
     assert.ok(afterTerm <= 3_500, `SIGTERM handover within ~3 s (${afterTerm} ms)`);
   });
+
+  it("stops reconciling and exits non-zero when the lease cannot be renewed", async () => {
+    const d = new Candidate(cp.kubeconfigPath, "candidate-d");
+    candidates.push(d);
+    for (const c of candidates) if (c !== d) await c.kill("SIGTERM");
+    await eventually("d leads", () => Boolean(d.leading()), 30_000);
+    // When the API server is unreachable for longer than the renew deadline (10 s)
+    await cp.stopApiServer();
+    try {
+      await eventually("d gives up leadership", () => d.exitCode !== undefined, 30_000);
+    } finally {
+      await cp.restartApiServer();
+    }
+    assert.ok(d.has((l) => l.msg === "lost leadership: lease not renewed in time"));
+    assert.equal(d.exitCode, 1);
+  });
 });
