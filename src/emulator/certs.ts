@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { promisify } from "node:util";
 
 export interface TlsMaterial {
@@ -15,6 +16,16 @@ export interface TlsMaterial {
 }
 
 const run = promisify(execFile);
+
+/**
+ * Adds `caPem` to the CAs this process trusts by default, next to the system's. The emulator calls it
+ * for itself (its ARM side talks to its Azurite over HTTPS); a process embedding the emulator trusts it
+ * along the way.
+ */
+export function trustCa(caPem: string): void {
+  const current = getCACertificates("default");
+  if (!current.includes(caPem)) setDefaultCACertificates([...current, caPem]);
+}
 
 /**
  * A private CA and a server certificate for localhost/127.0.0.1 signed by it, made with openssl and

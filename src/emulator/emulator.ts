@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArmError, type ArmErrorBody } from "./arm.ts";
-import { ensureTlsMaterial, type TlsMaterial } from "./certs.ts";
+import { ensureTlsMaterial, trustCa, type TlsMaterial } from "./certs.ts";
 import { jsonBody, requestIds, Router, type ArmResponse } from "./http.ts";
 import { Identity, type ClientRegistration } from "./identity.ts";
 import {
@@ -119,6 +119,7 @@ export class Emulator {
 
   async start(): Promise<void> {
     this.tls = await ensureTlsMaterial(join(this.stateDir, "tls"));
+    trustCa(this.tls.ca);
     if (!this.opts.withoutBlobs) this.blobs = await BlobStore.start(join(this.stateDir, "blobs"), this.tls, this.opts.blobPort);
     const server = createServer({ cert: this.tls.cert, key: this.tls.key }, (req, res) => {
       void this.handle(req, res);

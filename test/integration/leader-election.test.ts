@@ -26,9 +26,12 @@ class Candidate {
   readonly identity: string;
   exitCode: number | null | undefined;
 
-  constructor(kubeconfig: string, identity: string) {
+  constructor(kubeconfig: string, identity: string, env: NodeJS.ProcessEnv = {}) {
     this.identity = identity;
-    this.child = spawn(process.execPath, [entry, kubeconfig, identity], { stdio: ["ignore", "pipe", "inherit"] });
+    this.child = spawn(process.execPath, [entry, kubeconfig, identity], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...env },
+    });
     this.child.once("exit", (code) => (this.exitCode = code));
     createInterface({ input: this.child.stdout as NodeJS.ReadableStream }).on("line", (text) => {
       try {
@@ -117,11 +120,11 @@ describe("leader election across two manager processes", () => {
   });
 
   it("stops reconciling and exits non-zero when the lease cannot be renewed", async () => {
-    const d = new Candidate(cp.kubeconfigPath, "candidate-d");
+    const d = new Candidate(cp.kubeconfigPath, "candidate-d", { TEST_LEASE_TIMINGS: "short" });
     candidates.push(d);
     for (const c of candidates) if (c !== d) await c.kill("SIGTERM");
     await eventually("d leads", () => Boolean(d.leading()), 30_000);
-    // When the API server is unreachable for longer than the renew deadline (10 s)
+    // When the API server is unreachable for longer than the renew deadline (3 s here)
     await cp.stopApiServer();
     try {
       await eventually("d gives up leadership", () => d.exitCode !== undefined, 30_000);

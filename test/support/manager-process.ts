@@ -32,7 +32,15 @@ const manager = new Manager({
   client,
   log,
   metrics: new Metrics(),
-  leaderElection: { namespace: "default", name: "azure-image-operator-test", identity },
+  leaderElection: {
+    namespace: "default",
+    name: "azure-image-operator-test",
+    identity,
+    // Tests of lease loss may shorten client-go's timings; the handover tests use the defaults.
+    ...(process.env.TEST_LEASE_TIMINGS === "short"
+      ? { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 1_000 }
+      : {}),
+  },
 });
 manager.addInformer(informer);
 manager.addController(controller);

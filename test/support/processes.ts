@@ -90,14 +90,14 @@ process.once("exit", () => {
 
 /**
  * A shell that waits for its stdin to close (which happens when this process dies, however it dies),
- * then terminates `pid` (SIGTERM, SIGKILL after 5 s) and removes `dir`. Stopping a server normally
+ * then terminates `pid` (SIGTERM, SIGKILL after 2 s) and removes `dir`. Stopping a server normally
  * kills the watchdog first, so it never acts on a process that exited in order.
  */
 const watchdogScript = `
 while read -r _; do :; done
 kill -TERM "$1" 2>/dev/null
 i=0
-while kill -0 "$1" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while kill -0 "$1" 2>/dev/null && [ "$i" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
 kill -KILL "$1" 2>/dev/null
 if [ -n "$2" ]; then rm -rf "$2"; fi
 `;
