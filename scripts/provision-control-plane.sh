@@ -13,23 +13,8 @@
 # Idempotent: a complete cache is reused as is; a half-built one is finished.
 set -euo pipefail
 
-log() { printf '[control-plane] %s\n' "$*" >&2; }
-die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
-
-sudo_cmd=()
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo_cmd=(sudo); fi
-
-apt_install() {
-  command -v apt-get >/dev/null || die "apt-get is needed to install $*"
-  [ "$(id -u)" = 0 ] || [ "${#sudo_cmd[@]}" -gt 0 ] || die "installing Debian packages ($*) needs root or sudo"
-  log "installing Debian packages: $*"
-  "${sudo_cmd[@]}" apt-get update -qq >&2 || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$@" >&2 \
-    || die "apt-get install $* failed"
-}
-
-# The end-to-end tests drive kubectl as a user would; Debian's kubernetes-client provides one.
-command -v kubectl >/dev/null || apt_install kubernetes-client
+LOG_TAG=control-plane
+. "$(dirname "$0")/lib.sh"
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   if [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then

@@ -62,10 +62,9 @@ function replicationStatus(emu: Emulator, v: StoredResource): Json {
   const failed = String(props(view(v)).provisioningState) === "Failed";
   const summary = regions.map((region, i) => {
     const start = internal.replicationStart[region] ?? now;
-    // Regions replicate one after another, as large versions visibly do.
-    const duration = emu.opts.replicationDurationMs;
-    const elapsed = now - start - i * (duration / Math.max(1, regions.length));
-    const progress = duration <= 0 ? 100 : Math.max(0, Math.min(100, Math.floor((elapsed / duration) * 100)));
+    // Regions finish one after another, the last when the replication time is up.
+    const duration = (emu.opts.replicationDurationMs * (i + 1)) / regions.length;
+    const progress = duration <= 0 ? 100 : Math.max(0, Math.min(100, Math.floor(((now - start) / duration) * 100)));
     const state = failed ? "Failed" : progress >= 100 ? "Completed" : "Replicating";
     return { region: region, state, details: "", progress };
   });
