@@ -73,7 +73,7 @@ describe("emulator: long-running operations as ARM runs them", () => {
     const [put, ...rest] = log;
     assert.equal(put?.method, "PUT");
     assert.equal(put?.status, 201);
-    assert.equal(JSON.parse(put?.body ?? "{}").properties.provisioningState, "Creating");
+    assert.equal((JSON.parse(put?.body ?? "{}") as { properties: { provisioningState: string } }).properties.provisioningState, "Creating");
     const statusUrl = put?.headers["azure-asyncoperation"] ?? "";
     assert.match(statusUrl, new RegExp(`^${f.emu.baseUrl}/subscriptions/${subscriptionId}/providers/Microsoft\\.Compute/locations/westeurope/operations/[0-9a-f-]+\\?.*api-version=`));
     const polls = rest.filter((e) => e.url.startsWith(statusUrl.split("?")[0] ?? ""));
