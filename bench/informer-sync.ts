@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { ControlPlane } from "../test/support/control-plane.ts";
-import { installCrds } from "../test/support/crds.ts";
+import { ControlPlane } from "../src/localstack/control-plane.ts";
+import { installCrds } from "../src/localstack/crds.ts";
 import { clientFor, createVmImages } from "../test/support/runtime-fixture.ts";
 
 export interface SyncBenchmarkResult {

@@ -8,3 +8,21 @@ export const IMAGECAPTURE = { kind: "ImageCapture", plural: "imagecaptures", sho
 
 /** The category both kinds belong to: `kubectl get azureimages` lists them together. */
 export const CATEGORY = "azureimages";
+
+/** Finalizer that holds a VmImage or ImageCapture until its Azure resources are handled. */
+export const FINALIZER = `${GROUP}/finalizer`;
+
+/** Condition reasons (CamelCase constants, as Kubernetes conventions ask). */
+export const Reasons = {
+  Available: "Available",
+  Resolving: "Resolving",
+  CreatingResourceGroup: "CreatingResourceGroup",
+  CreatingDisk: "CreatingDisk",
+  CreatingImage: "CreatingImage",
+  Deleting: "Deleting",
+  InvalidSpec: "InvalidSpec",
+  ImageNotFound: "ImageNotFound",
+  TermsNotAccepted: "TermsNotAccepted",
+  SourceNotSupported: "SourceNotSupported",
+  DestinationNotSupported: "DestinationNotSupported",
+} as const;

@@ -17,6 +17,8 @@ export interface MarketplaceSource {
   offer: string;
   sku: string;
   version?: string;
+  /** Accept the image's purchase-plan terms in the subscription when it has a plan. */
+  acceptTerms?: boolean;
 }
 
 export interface GallerySource {
@@ -70,12 +72,24 @@ export interface VmImageSpec {
   tags?: Record<string, string>;
 }
 
+/** What a VM or scale set should reference to use the image. */
+export interface ImageReference {
+  id?: string;
+  publisher?: string;
+  offer?: string;
+  sku?: string;
+  version?: string;
+}
+
 export interface VmImageStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   imageId?: string;
   galleryImageVersionId?: string;
   resolvedVersion?: string;
+  imageReference?: ImageReference;
+  plan?: { publisher: string; product: string; name: string };
+  lastError?: { code: string; message: string };
 }
 
 export interface VmImage extends KubernetesObject {

@@ -3,8 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, Watch } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
 import type { VmImage } from "../../src/api/types.ts";
-import { ControlPlane } from "../support/control-plane.ts";
-import { installCrds } from "../support/crds.ts";
+import { ControlPlane } from "../../src/localstack/control-plane.ts";
+import { installCrds } from "../../src/localstack/crds.ts";
 import { kubectl } from "../support/kubectl.ts";
 
 const namespace = "default";

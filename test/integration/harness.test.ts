@@ -5,7 +5,7 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { waitUntil } from "../support/processes.ts";
+import { waitUntil } from "../../src/localstack/processes.ts";
 
 const holder = fileURLToPath(new URL("../support/hold-control-plane.ts", import.meta.url));
 

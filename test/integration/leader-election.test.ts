@@ -5,8 +5,8 @@ import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ControlPlane } from "../support/control-plane.ts";
-import { installCrds } from "../support/crds.ts";
+import { ControlPlane } from "../../src/localstack/control-plane.ts";
+import { installCrds } from "../../src/localstack/crds.ts";
 import { clientFor, createVmImage, eventually } from "../support/runtime-fixture.ts";
 import type { KubeClient } from "../../src/runtime/kube-client.ts";
 

@@ -17,8 +17,8 @@ import { Manager } from "../../src/runtime/manager.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { addFinalizer, removeFinalizer, setAnnotations, updateStatus } from "../../src/runtime/objects.ts";
 import { specOrMetadataChanged } from "../../src/runtime/predicates.ts";
-import { ControlPlane } from "../support/control-plane.ts";
-import { installCrds } from "../support/crds.ts";
+import { ControlPlane } from "../../src/localstack/control-plane.ts";
+import { installCrds } from "../../src/localstack/crds.ts";
 import { clientFor, createVmImage, eventually, testLogger, vmImages } from "../support/runtime-fixture.ts";
 
 interface CoreEvent {

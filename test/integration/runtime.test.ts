@@ -9,8 +9,8 @@ import { MERGE_PATCH, objectPath, type KubeClient } from "../../src/runtime/kube
 import { Manager } from "../../src/runtime/manager.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { specOrMetadataChanged } from "../../src/runtime/predicates.ts";
-import { ControlPlane } from "../support/control-plane.ts";
-import { installCrds } from "../support/crds.ts";
+import { ControlPlane } from "../../src/localstack/control-plane.ts";
+import { installCrds } from "../../src/localstack/crds.ts";
 import {
   clientFor,
   createVmImage,

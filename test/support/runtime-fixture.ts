@@ -3,7 +3,7 @@ import { API_VERSION, GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
 import type { VmImage } from "../../src/api/types.ts";
 import { collectionPath, KubeClient, type ResourceRef } from "../../src/runtime/kube-client.ts";
 import { createLogger, type Logger } from "../../src/runtime/logger.ts";
-import type { ControlPlane } from "./control-plane.ts";
+import type { ControlPlane } from "../../src/localstack/control-plane.ts";
 
 export const vmImages: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { V1JSONSchemaProps } from "@kubernetes/client-node";
 import { CATEGORY, GROUP, IMAGECAPTURE, VERSION, VMIMAGE } from "../../src/api/group.ts";
-import { readCrds } from "../support/crds.ts";
+import { readCrds } from "../../src/localstack/crds.ts";
 
 /** Paths of schema nodes below `path` that have no description (what `kubectl explain` prints). */
 function undescribed(schema: V1JSONSchemaProps, path: string): string[] {
