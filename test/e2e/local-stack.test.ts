@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { kubectl } from "../support/kubectl.ts";
+
+const start = fileURLToPath(new URL("../../src/localstack/start.ts", import.meta.url));
+const sample = fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Process ids of `pid`'s descendants, from /proc. */
+async function descendants(pid: number): Promise<number[]> {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const parents = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(entry), ppid);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, parent] of parents) {
+      if (parent === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+describe("npm start: the whole local stack, used with kubectl", () => {
+  let home: string;
+
+  before(async () => {
+    // A HOME without ~/.kube/config, and no Azure credentials: the stack must start everything itself.
+    home = await mkdtemp(join(tmpdir(), "aio-home-"));
+  });
+
+  after(async () => {
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it("starts, reconciles a sample to Ready, deletes it, and stops everything on Ctrl-C", async (t) => {
+    const unset = new Set(["KUBECONFIG", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "KUBERNETES_SERVICE_HOST"]);
+    const env: NodeJS.ProcessEnv = {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !unset.has(k))),
+      HOME: home,
+      // The control-plane cache stays where it is.
+      XDG_CACHE_HOME: process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? "", ".cache"),
+    };
+    const started = Date.now();
+    const stack = spawn(process.execPath, [start, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const output: string[] = [];
+    let kubeconfig = "";
+    let readyLine = "";
+    const ready = new Promise<void>((resolve, reject) => {
+      createInterface({ input: stack.stdout }).on("line", (line) => {
+        output.push(line);
+        const m = /export KUBECONFIG=(\S+)/.exec(line);
+        if (m) kubeconfig = m[1] ?? "";
+        if (line.startsWith("Ready in")) readyLine = line;
+        if (line.startsWith("Ctrl-C stops everything")) resolve();
+      });
+      stack.once("exit", (code) => {
+        reject(new Error(`npm start exited (${String(code)}):\n${output.join("\n")}`));
+      });
+    });
+    createInterface({ input: stack.stderr }).on("line", (line) => output.push(line));
+    try {
+      await ready;
+      t.diagnostic(`${readyLine} (measured from spawn: ${Date.now() - started} ms)`);
+      assert.ok(kubeconfig, "a KUBECONFIG path is printed");
+
+      // As the printed instructions say
+      await kubectl(kubeconfig, ["apply", "-f", sample]);
+      await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "vmimg/ubuntu-2404", "--timeout=90s"]);
+      const { stdout } = await kubectl(kubeconfig, ["get", "vmimg", "ubuntu-2404", "-o", "jsonpath={.status.resolvedVersion} {.status.imageId}"]);
+      assert.match(stdout, /^24\.04\.\d+ \/subscriptions\/.+\/providers\/Microsoft\.Compute\/images\/default-ubuntu-2404-[0-9a-f]{8}$/);
+      await kubectl(kubeconfig, ["delete", "-f", sample, "--timeout=60s"]);
+    } finally {
+      // Ctrl-C
+      const children = await descendants(stack.pid ?? 0);
+      if (stack.exitCode === null) {
+        stack.kill("SIGINT");
+        await once(stack, "exit");
+      }
+      const deadline = Date.now() + 15_000;
+      while (children.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(children.filter(alive), [], "nothing left running");
+    }
+  });
+});
