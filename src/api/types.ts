@@ -1,16 +1,8 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 
-export type ConditionStatus = "True" | "False" | "Unknown";
+import type { Condition } from "../runtime/conditions.ts";
 
-/** A status condition as Kubernetes API conventions (and kstatus) define it. */
-export interface Condition {
-  type: string;
-  status: ConditionStatus;
-  observedGeneration?: number;
-  lastTransitionTime: string;
-  reason: string;
-  message: string;
-}
+export type { Condition, ConditionStatus } from "../runtime/conditions.ts";
 
 export interface MarketplaceSource {
   publisher: string;

@@ -112,6 +112,16 @@ function startWatchdog(pid: number | undefined, dir: string): ChildProcess {
   return watchdog;
 }
 
+/** Whether a process with this id exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const server = createServer();

@@ -1,5 +1,6 @@
 export type ConditionStatus = "True" | "False" | "Unknown";
 
+/** A status condition as Kubernetes API conventions (and kstatus) define it. */
 export interface Condition {
   type: string;
   status: ConditionStatus;

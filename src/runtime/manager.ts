@@ -5,17 +5,10 @@ import type { Logger } from "pino";
 import type { Controller } from "./controller.ts";
 import type { Informer } from "./informer.ts";
 import type { KubeClient } from "./kube-client.ts";
-import { LeaderElector } from "./leader-election.ts";
+import { LeaderElector, type LeaderElectionOptions } from "./leader-election.ts";
 import type { Metrics } from "./metrics.ts";
 
-export interface LeaderElectionConfig {
-  namespace: string;
-  name: string;
-  identity: string;
-  leaseDurationMs?: number;
-  renewDeadlineMs?: number;
-  retryPeriodMs?: number;
-}
+export type LeaderElectionConfig = Omit<LeaderElectionOptions, "onStartedLeading" | "onStoppedLeading" | "onNewLeader">;
 
 export interface ManagerOptions {
   client: KubeClient;

@@ -7,19 +7,13 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { isAlive } from "../../src/localstack/processes.ts";
 import { kubectl } from "../support/kubectl.ts";
 
 const start = fileURLToPath(new URL("../../src/localstack/start.ts", import.meta.url));
 const sample = fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = isAlive;
 
 /** Process ids of `pid`'s descendants, from /proc. */
 async function descendants(pid: number): Promise<number[]> {

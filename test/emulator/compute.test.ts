@@ -8,6 +8,7 @@ import {
   admin,
   fast,
   qemuImg,
+  refuses,
   startTestEmulator,
   subscriptionId,
   type EmulatorFixture,
@@ -16,21 +17,6 @@ import {
 const rg = "rg-compute";
 const location = "westeurope";
 
-interface RestErrorLike {
-  statusCode?: number;
-  code?: string;
-  message: string;
-}
-
-/** Asserts an SDK call fails with ARM's status and error code (and optionally a message). */
-async function refuses(call: Promise<unknown>, status: number, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(call, (err: RestErrorLike) => {
-    assert.equal(err.statusCode, status, `status (${err.message})`);
-    assert.equal(err.code, code, `code (${err.message})`);
-    if (message) assert.match(err.message, message);
-    return true;
-  });
-}
 
 describe("emulator: Microsoft.Compute with @azure/arm-compute", () => {
   let f: EmulatorFixture;

@@ -1,25 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { admin, fast, startTestEmulator, subscriptionId, type EmulatorFixture } from "../support/emulator-fixture.ts";
+import { admin, fast, refuses, startTestEmulator, subscriptionId, type EmulatorFixture } from "../support/emulator-fixture.ts";
 
 const rg = "rg-gallery";
 const location = "westeurope";
 
-interface RestErrorLike {
-  statusCode?: number;
-  code?: string;
-  message: string;
-}
-
-async function refuses(call: Promise<unknown>, status: number, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(call, (err: RestErrorLike) => {
-    assert.equal(err.statusCode, status, `status (${err.message})`);
-    assert.equal(err.code, code, `code (${err.message})`);
-    if (message) assert.match(err.message, message);
-    return true;
-  });
-}
 
 describe("emulator: galleries, Marketplace and terms", () => {
   let f: EmulatorFixture;

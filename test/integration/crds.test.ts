@@ -1,28 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, Watch } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
+import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
 import type { VmImage } from "../../src/api/types.ts";
 import { ControlPlane } from "../../src/localstack/control-plane.ts";
 import { installCrds } from "../../src/localstack/crds.ts";
 import { kubectl } from "../support/kubectl.ts";
+import { vmImage } from "../support/runtime-fixture.ts";
 
 const namespace = "default";
 
-function vmImage(name: string): VmImage {
-  return {
-    apiVersion: API_VERSION,
-    kind: VMIMAGE.kind,
-    metadata: { name, namespace },
-    spec: {
-      location: "westeurope",
-      resourceGroup: "images",
-      osType: "Linux",
-      source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "latest" } },
-      destination: { managedImage: {} },
-    },
-  };
-}
 
 interface WatchEvent {
   type: string;

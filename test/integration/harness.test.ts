@@ -5,18 +5,11 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { waitUntil } from "../../src/localstack/processes.ts";
+import { isAlive, waitUntil } from "../../src/localstack/processes.ts";
 
 const holder = fileURLToPath(new URL("../support/hold-control-plane.ts", import.meta.url));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = isAlive;
 
 describe("control-plane harness", () => {
   for (const signal of ["SIGKILL", "SIGINT"] as const) {

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promisify } from "node:util";
@@ -65,4 +66,20 @@ export async function admin(emu: Emulator, method: string, path: string, body?: 
 /** Runs qemu-img (Debian qemu-utils), the real tool the tests make VHDs with. */
 export async function qemuImg(args: string[]): Promise<void> {
   await promisify(execFile)("qemu-img", args);
+}
+
+interface RestErrorLike {
+  statusCode?: number;
+  code?: string;
+  message: string;
+}
+
+/** Asserts an SDK call fails with ARM's status and error code (and optionally a message). */
+export async function refuses(call: Promise<unknown>, status: number, code: string, message?: RegExp): Promise<void> {
+  await assert.rejects(call, (err: RestErrorLike) => {
+    assert.equal(err.statusCode, status, `status (${err.message})`);
+    assert.equal(err.code, code, `code (${err.message})`);
+    if (message) assert.match(err.message, message);
+    return true;
+  });
 }
