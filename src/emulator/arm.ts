@@ -102,8 +102,8 @@ export function parseResourceId(id: string): ResourceId | undefined {
   return { subscription, resourceGroup, provider, segments };
 }
 
-/** The lookup key of a resource ID: ARM ids are case-insensitive. */
-export const idKey = (id: string): string => id.toLowerCase();
+/** The lookup key of a resource ID: ARM ids are case-insensitive, and some clients omit the leading slash. */
+export const idKey = (id: string): string => `/${id.replace(/^\/+/, "")}`.toLowerCase();
 
 export function resourceGroupId(subscription: string, resourceGroup: string): string {
   return `/subscriptions/${subscription}/resourceGroups/${resourceGroup}`;
