@@ -1,0 +1,191 @@
+import {
+  buildFixedFooter,
+  DiskType,
+  isVhdFooter,
+  MiB,
+  parseDynamicHeader,
+  parseFooter,
+  SECTOR,
+  VhdFormatError,
+} from "./footer.ts";
+
+/** A piece of the fixed VHD to write at `offset` (512-aligned, at most the chunk size). */
+export interface Chunk {
+  offset: number;
+  data: Buffer;
+}
+
+export type SourceFormat = "fixed" | "dynamic" | "raw";
+
+/** What a source turns into: its format, the fixed VHD's virtual size, and the size to upload (virtual + footer). */
+export interface Layout {
+  format: SourceFormat;
+  /** The disk size of the source (its footer's, or its length for raw data). */
+  sourceDiskSize: number;
+  /** The disk size written to Azure: the source's, rounded up to a whole MiB as Azure requires. */
+  virtualSize: number;
+  /** Bytes of the fixed VHD written to Azure: the virtual size plus the 512-byte footer. */
+  vhdSize: number;
+}
+
+/** Azure takes whole MiB only; a disk a little short of one (CHS rounding, raw files) grows to the next. */
+function layoutFor(format: SourceFormat, sourceDiskSize: number): Layout {
+  if (sourceDiskSize <= 0) throw new VhdFormatError("TruncatedSource", "the source is empty");
+  const virtualSize = Math.ceil(sourceDiskSize / MiB) * MiB;
+  return { format, sourceDiskSize, virtualSize, vhdSize: virtualSize + SECTOR };
+}
+
+/**
+ * Decides the layout from what can be read cheaply: the source's length, its first 512 bytes (a dynamic
+ * VHD starts with a copy of its footer) and its last 512 bytes (a fixed VHD ends with its footer).
+ * `hint` forces a format where detection is impossible.
+ */
+export function detectLayout(sourceBytes: number, head: Buffer, tail: Buffer | undefined, hint: "auto" | "vhd" | "raw" = "auto"): Layout {
+  if (hint !== "raw" && isVhdFooter(head.subarray(0, SECTOR))) {
+    const f = parseFooter(head.subarray(0, SECTOR));
+    if (f.diskType === DiskType.Differencing) throw new VhdFormatError("UnsupportedVhd", "differencing VHDs cannot be imported; merge them into their parent first");
+    if (f.diskType === DiskType.Dynamic) return layoutFor("dynamic", f.currentSize);
+  }
+  if (hint !== "raw" && tail && isVhdFooter(tail)) {
+    const f = parseFooter(tail);
+    if (f.diskType !== DiskType.Fixed) throw new VhdFormatError("InvalidVhdFooter", "the VHD ends with a footer that is not a fixed disk's, but does not start with one");
+    if (f.currentSize + SECTOR !== sourceBytes) {
+      throw new VhdFormatError("InvalidVhdFooter", `the VHD footer says ${f.currentSize} bytes of disk but the file holds ${sourceBytes - SECTOR}`);
+    }
+    return layoutFor("fixed", f.currentSize);
+  }
+  if (hint === "vhd") throw new VhdFormatError("InvalidVhdFooter", "the source was declared a VHD but has no VHD footer");
+  return layoutFor("raw", sourceBytes);
+}
+
+/** Pull-based reading of exact byte counts from an async stream of buffers. */
+class Reader {
+  private readonly it: AsyncIterator<Buffer>;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  position = 0;
+  private ended = false;
+
+  constructor(source: AsyncIterable<Buffer | Uint8Array>) {
+    const inner = source[Symbol.asyncIterator]();
+    this.it = {
+      next: async () => {
+        const r = await inner.next();
+        return r.done ? r : { done: false, value: Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value) };
+      },
+    };
+  }
+
+  /** Up to `n` bytes; fewer only at the end of the source. */
+  async read(n: number): Promise<Buffer> {
+    while (this.pendingBytes < n && !this.ended) {
+      const r = await this.it.next();
+      if (r.done) this.ended = true;
+      else if (r.value.length > 0) {
+        this.pending.push(r.value);
+        this.pendingBytes += r.value.length;
+      }
+    }
+    const all = this.pending.length === 1 ? (this.pending[0] ?? Buffer.alloc(0)) : Buffer.concat(this.pending);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.pending = rest.length > 0 ? [rest] : [];
+    this.pendingBytes = rest.length;
+    this.position += out.length;
+    return out;
+  }
+
+  async readExactly(n: number, what: string): Promise<Buffer> {
+    const b = await this.read(n);
+    if (b.length !== n) throw new VhdFormatError("TruncatedSource", `the source ended early while reading ${what} (at byte ${this.position})`);
+    return b;
+  }
+
+  async skipTo(offset: number, what: string): Promise<void> {
+    if (offset < this.position) throw new VhdFormatError("UnsupportedVhd", `${what} lies before data already read; blocks out of order cannot be streamed`);
+    while (this.position < offset) await this.readExactly(Math.min(4 * MiB, offset - this.position), what);
+  }
+
+  async atEnd(): Promise<boolean> {
+    const b = await this.read(1);
+    if (b.length === 0) return true;
+    this.pending.unshift(b);
+    this.pendingBytes += b.length;
+    this.position -= b.length;
+    return false;
+  }
+}
+
+/**
+ * Turns a source stream into the pieces of a fixed VHD, in one pass and bounded memory: a fixed VHD is
+ * checked and passed through; a dynamic VHD is expanded by following its block allocation table (blocks
+ * must appear in the file in increasing order, as every tool writes them); raw data is passed through
+ * and given a fixed-VHD footer. Sizes short of a whole MiB are padded with zeros. Every yielded chunk is 512-aligned and at most `chunkSize` bytes; the footer comes last.
+ */
+export async function* toFixedVhd(
+  source: AsyncIterable<Buffer | Uint8Array>,
+  layout: Layout,
+  chunkSize = 4 * MiB,
+): AsyncGenerator<Chunk> {
+  const r = new Reader(source);
+  if (layout.format === "dynamic") {
+    yield* expandDynamic(r, layout, chunkSize);
+  } else {
+    const dataBytes = layout.format === "fixed" ? layout.sourceDiskSize : undefined;
+    let offset = 0;
+    for (;;) {
+      const want = dataBytes === undefined ? chunkSize : Math.min(chunkSize, dataBytes - offset);
+      if (want <= 0) break;
+      const data = await r.read(want);
+      if (data.length === 0) break;
+      if (dataBytes !== undefined && data.length < want) throw new VhdFormatError("TruncatedSource", `the source ended after ${offset + data.length} of ${dataBytes} bytes`);
+      const padded = data.length % SECTOR === 0 ? data : Buffer.concat([data, Buffer.alloc(SECTOR - (data.length % SECTOR))]);
+      if (offset + padded.length > layout.virtualSize) throw new VhdFormatError("SourceTooLarge", `the source holds more than the ${layout.virtualSize} bytes expected`);
+      yield { offset, data: padded };
+      offset += data.length;
+    }
+    if (layout.format === "fixed") {
+      const footer = parseFooter(await r.readExactly(SECTOR, "the VHD footer"));
+      if (footer.diskType !== DiskType.Fixed || footer.currentSize !== layout.sourceDiskSize) {
+        throw new VhdFormatError("InvalidVhdFooter", "the VHD footer at the end differs from the one the source was detected by");
+      }
+    } else if (offset === 0) {
+      throw new VhdFormatError("TruncatedSource", "the source is empty");
+    }
+    if (!(await r.atEnd())) throw new VhdFormatError("SourceTooLarge", "the source holds more bytes than its size says");
+  }
+  yield { offset: layout.virtualSize, data: buildFixedFooter(layout.virtualSize) };
+}
+
+async function* expandDynamic(r: Reader, layout: Layout, chunkSize: number): AsyncGenerator<Chunk> {
+  const footer = parseFooter(await r.readExactly(SECTOR, "the VHD footer copy"));
+  await r.skipTo(Number(footer.dataOffset), "the dynamic header");
+  const header = parseDynamicHeader(await r.readExactly(1024, "the dynamic header"));
+  await r.skipTo(header.batOffset, "the block allocation table");
+  const batBytes = Math.ceil((header.maxTableEntries * 4) / SECTOR) * SECTOR;
+  const bat = await r.readExactly(batBytes, "the block allocation table");
+  const bitmapBytes = Math.ceil(header.blockSize / SECTOR / 8 / SECTOR) * SECTOR;
+  const blocks: Array<{ index: number; fileOffset: number }> = [];
+  for (let i = 0; i < header.maxTableEntries; i++) {
+    const sector = bat.readUInt32BE(i * 4);
+    if (sector !== 0xffffffff) blocks.push({ index: i, fileOffset: sector * SECTOR });
+  }
+  blocks.sort((a, b) => a.fileOffset - b.fileOffset);
+  for (const block of blocks) {
+    const virtualStart = block.index * header.blockSize;
+    if (virtualStart >= layout.sourceDiskSize) throw new VhdFormatError("InvalidVhdFooter", `block ${block.index} lies beyond the disk's size`);
+    await r.skipTo(block.fileOffset, `block ${block.index}`);
+    const bitmap = await r.readExactly(bitmapBytes, `the sector bitmap of block ${block.index}`);
+    const length = Math.min(header.blockSize, layout.sourceDiskSize - virtualStart);
+    for (let done = 0; done < length; ) {
+      const piece = await r.readExactly(Math.min(chunkSize, length - done), `block ${block.index}`);
+      // Sectors the bitmap marks unwritten read as zeros, whatever bytes the file holds there.
+      for (let s = 0; s < piece.length / SECTOR; s++) {
+        const sector = (done / SECTOR) + s;
+        if (((bitmap[sector >> 3] ?? 0) & (0x80 >> (sector & 7))) === 0) piece.fill(0, s * SECTOR, (s + 1) * SECTOR);
+      }
+      yield { offset: virtualStart + done, data: piece };
+      done += piece.length;
+    }
+  }
+}

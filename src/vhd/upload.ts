@@ -1,0 +1,87 @@
+import type { Chunk } from "./convert.ts";
+import { SECTOR } from "./footer.ts";
+
+/** Where pages go: a page blob, or a managed disk's upload SAS (both are page blobs to the SDK). */
+export interface PageTarget {
+  uploadPages(data: Buffer, offset: number, count: number, options?: { abortSignal?: AbortSignal }): Promise<unknown>;
+}
+
+export interface TransferProgress {
+  bytesTotal: number;
+  /** Bytes of the image handled so far: written plus skipped. */
+  bytesDone: number;
+  bytesSkippedZero: number;
+  bytesWritten: number;
+}
+
+export interface UploadOptions {
+  /** Writes in flight at once (default 8). */
+  concurrency?: number;
+  /** At most this many bytes per write; Azure's limit is 4 MiB. */
+  maxWriteBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: TransferProgress) => void;
+}
+
+const MAX_PAGE_WRITE = 4 * 1024 * 1024;
+const zeros = Buffer.alloc(MAX_PAGE_WRITE);
+
+function isZero(data: Buffer): boolean {
+  return data.equals(zeros.subarray(0, data.length));
+}
+
+/**
+ * Writes the chunks of a fixed VHD as page writes of at most 4 MiB, several in flight, skipping ranges
+ * that are all zeros (a new page blob or upload disk already reads as zeros). Memory stays bounded: at
+ * most `concurrency` chunks are held at once.
+ */
+export async function uploadChunks(
+  target: PageTarget,
+  chunks: AsyncIterable<Chunk>,
+  bytesTotal: number,
+  opts: UploadOptions = {},
+): Promise<TransferProgress> {
+  const concurrency = opts.concurrency ?? 8;
+  const maxWrite = Math.min(opts.maxWriteBytes ?? MAX_PAGE_WRITE, MAX_PAGE_WRITE);
+  const progress: TransferProgress = { bytesTotal, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0 };
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  const write = (offset: number, data: Buffer): Promise<void> => {
+    const p = target
+      .uploadPages(data, offset, data.length, opts.signal ? { abortSignal: opts.signal } : {})
+      .then(() => {
+        progress.bytesWritten += data.length;
+        progress.bytesDone += data.length;
+        opts.onProgress?.(progress);
+      })
+      .catch((err: unknown) => {
+        failure ??= err;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    return p;
+  };
+
+  for await (const chunk of chunks) {
+    if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) throw new Error(`unaligned chunk at ${chunk.offset}`);
+    for (let i = 0; i < chunk.data.length; i += maxWrite) {
+      const piece = chunk.data.subarray(i, i + maxWrite);
+      if (isZero(piece)) {
+        progress.bytesSkippedZero += piece.length;
+        progress.bytesDone += piece.length;
+        continue;
+      }
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (failure) break;
+      // The chunk's buffer may be reused by the source; the write keeps its own reference.
+      void write(chunk.offset + i, piece);
+    }
+    if (failure) break;
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure instanceof Error ? failure : new Error("a page write failed", { cause: failure });
+  progress.bytesDone = Math.max(progress.bytesDone, bytesTotal);
+  opts.onProgress?.(progress);
+  return progress;
+}

@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createReadStream } from "node:fs";
+import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { detectLayout, toFixedVhd, type Layout } from "../../../src/vhd/convert.ts";
+import { MiB, parseFooter, VhdFormatError } from "../../../src/vhd/footer.ts";
+import { uploadChunks, type PageTarget } from "../../../src/vhd/upload.ts";
+
+const qemuImg = (args: string[]) => promisify(execFile)("qemu-img", args);
+
+async function headTail(file: string): Promise<{ size: number; head: Buffer; tail: Buffer }> {
+  const size = (await stat(file)).size;
+  const fh = await open(file, "r");
+  try {
+    const head = Buffer.alloc(512);
+    const tail = Buffer.alloc(512);
+    await fh.read(head, 0, 512, 0);
+    await fh.read(tail, 0, 512, size - 512);
+    return { size, head, tail };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Runs the converter over a file and assembles the fixed VHD it describes. */
+async function convert(file: string, hint: "auto" | "vhd" | "raw" = "auto"): Promise<{ layout: Layout; vhd: Buffer }> {
+  const { size, head, tail } = await headTail(file);
+  const layout = detectLayout(size, head, tail, hint);
+  const vhd = Buffer.alloc(layout.vhdSize);
+  let last = -1;
+  for await (const chunk of toFixedVhd(createReadStream(file, { highWaterMark: 1024 * 1024 }), layout, 1024 * 1024)) {
+    assert.ok(chunk.offset > last, "chunks come in increasing order");
+    assert.equal(chunk.offset % 512, 0);
+    assert.ok(chunk.data.length <= 1024 * 1024);
+    chunk.data.copy(vhd, chunk.offset);
+    last = chunk.offset;
+  }
+  return { layout, vhd };
+}
+
+describe("VHD conversion of images made by qemu-img", () => {
+  let dir: string;
+  let raw: Buffer;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "aio-vhd-unit-"));
+    // 21 MiB with data in a few places and zeros elsewhere, like a real disk.
+    raw = Buffer.alloc(21 * MiB);
+    for (const at of [0, 3 * MiB + 512, 10 * MiB, 21 * MiB - 4096]) raw.fill(Buffer.from(`data@${at};`), at, at + 2048);
+    await writeFile(join(dir, "disk.raw"), raw);
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", join(dir, "disk.raw"), join(dir, "fixed.vhd")]);
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", join(dir, "disk.raw"), join(dir, "dynamic.vhd")]);
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed", join(dir, "disk.raw"), join(dir, "chs.vhd")]);
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("passes a fixed VHD through and checks its footer", async () => {
+    const { layout, vhd } = await convert(join(dir, "fixed.vhd"));
+    assert.deepEqual(layout, { format: "fixed", sourceDiskSize: 21 * MiB, virtualSize: 21 * MiB, vhdSize: 21 * MiB + 512 });
+    assert.ok(vhd.subarray(0, 21 * MiB).equals(raw));
+    const footer = parseFooter(vhd.subarray(21 * MiB));
+    assert.equal(footer.diskType, 2);
+    assert.equal(footer.currentSize, 21 * MiB);
+  });
+
+  it("expands a dynamic VHD by its block allocation table", async () => {
+    const { layout, vhd } = await convert(join(dir, "dynamic.vhd"));
+    assert.equal(layout.format, "dynamic");
+    // qemu-img rounds a dynamic disk to its CHS geometry; whatever size it chose, the data must match.
+    assert.ok(vhd.subarray(0, raw.length).equals(raw));
+    assert.equal(parseFooter(vhd.subarray(layout.virtualSize)).currentSize, layout.virtualSize);
+  });
+
+  it("pads raw data to a whole MiB and gives it a correct footer", async () => {
+    const odd = join(dir, "odd.raw");
+    await writeFile(odd, raw.subarray(0, 5 * MiB + 1000));
+    const { layout, vhd } = await convert(odd);
+    assert.deepEqual(layout, { format: "raw", sourceDiskSize: 5 * MiB + 1000, virtualSize: 6 * MiB, vhdSize: 6 * MiB + 512 });
+    assert.ok(vhd.subarray(0, 5 * MiB + 1000).equals(raw.subarray(0, 5 * MiB + 1000)));
+    assert.ok(vhd.subarray(5 * MiB + 1000, 6 * MiB).every((b) => b === 0));
+    const footer = parseFooter(vhd.subarray(6 * MiB));
+    assert.equal(footer.currentSize, 6 * MiB);
+    // qemu-img reads our fixed VHD back to the same data
+    await writeFile(join(dir, "ours.vhd"), vhd);
+    await qemuImg(["convert", "-f", "vpc", "-O", "raw", join(dir, "ours.vhd"), join(dir, "back.raw")]);
+    const back = await readFile(join(dir, "back.raw"));
+    assert.ok(back.length >= 5 * MiB + 1000);
+    assert.ok(back.subarray(0, 5 * MiB + 1000).equals(raw.subarray(0, 5 * MiB + 1000)));
+  });
+
+  it("grows a VHD whose size is not a whole MiB (qemu-img's CHS rounding) to the next MiB", async () => {
+    const { layout, vhd } = await convert(join(dir, "chs.vhd"));
+    assert.equal(layout.format, "fixed");
+    assert.ok(layout.sourceDiskSize % MiB !== 0, "qemu-img made it unaligned");
+    assert.equal(layout.virtualSize % MiB, 0);
+    assert.ok(vhd.subarray(0, raw.length).equals(raw));
+  });
+
+  it("refuses a corrupt footer and a truncated file", async () => {
+    const corrupt = join(dir, "corrupt.vhd");
+    const bytes = await readFile(join(dir, "fixed.vhd"));
+    bytes[bytes.length - 512 + 70] = (bytes[bytes.length - 512 + 70] ?? 0) ^ 0xff;
+    await writeFile(corrupt, bytes);
+    await assert.rejects(convert(corrupt, "vhd"), (e: VhdFormatError) => e.reason === "InvalidVhdFooter");
+    const truncated = join(dir, "truncated.vhd");
+    await writeFile(truncated, await readFile(join(dir, "fixed.vhd")));
+    const { size, head, tail } = await headTail(truncated);
+    const layout = detectLayout(size, head, tail);
+    await truncate(truncated, 10 * MiB);
+    await assert.rejects(async () => {
+      for await (const chunk of toFixedVhd(createReadStream(truncated), layout)) void chunk;
+    }, (e: VhdFormatError) => e.reason === "TruncatedSource");
+  });
+});
+
+describe("page uploads", () => {
+  it("writes at most 4 MiB at a time, skips zero ranges and bounds writes in flight", async () => {
+    const image = Buffer.alloc(40 * MiB);
+    image.fill(7, 5 * MiB, 6 * MiB);
+    image.fill(9, 20 * MiB, 29 * MiB);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const written = Buffer.alloc(image.length);
+    const target: PageTarget = {
+      async uploadPages(data, offset, count) {
+        assert.ok(count <= 4 * MiB && count === data.length);
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        data.copy(written, offset);
+        inFlight--;
+      },
+    };
+    async function* chunks() {
+      for (let off = 0; off < image.length; off += 8 * MiB) yield { offset: off, data: image.subarray(off, off + 8 * MiB) };
+    }
+    const p = await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
+    assert.ok(written.equals(image));
+    assert.equal(p.bytesWritten + p.bytesSkippedZero, image.length);
+    assert.equal(p.bytesSkippedZero, 24 * MiB, "six all-zero 4 MiB pieces were not sent");
+    assert.ok(maxInFlight <= 2 && maxInFlight >= 1);
+  });
+});
