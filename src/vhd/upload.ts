@@ -37,7 +37,7 @@ function isZero(data: Buffer): boolean {
  */
 export async function uploadChunks(
   target: PageTarget,
-  chunks: AsyncIterable<Chunk>,
+  chunks: AsyncIterable<Chunk> | Iterable<Chunk>,
   bytesTotal: number,
   opts: UploadOptions = {},
 ): Promise<TransferProgress> {

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { detectLayout, toFixedVhd, type Layout } from "../../../src/vhd/convert.ts";
-import { MiB, parseFooter, VhdFormatError } from "../../../src/vhd/footer.ts";
+import type { VhdFormatError } from "../../../src/vhd/footer.ts";
+import { MiB, parseFooter } from "../../../src/vhd/footer.ts";
 import { uploadChunks, type PageTarget } from "../../../src/vhd/upload.ts";
 
 const qemuImg = (args: string[]) => promisify(execFile)("qemu-img", args);
@@ -115,7 +116,9 @@ describe("VHD conversion of images made by qemu-img", () => {
     const layout = detectLayout(size, head, tail);
     await truncate(truncated, 10 * MiB);
     await assert.rejects(async () => {
-      for await (const chunk of toFixedVhd(createReadStream(truncated), layout)) void chunk;
+      let bytes = 0;
+      for await (const chunk of toFixedVhd(createReadStream(truncated), layout)) bytes += chunk.data.length;
+      return bytes;
     }, (e: VhdFormatError) => e.reason === "TruncatedSource");
   });
 });
@@ -138,7 +141,7 @@ describe("page uploads", () => {
         inFlight--;
       },
     };
-    async function* chunks() {
+    function* chunks() {
       for (let off = 0; off < image.length; off += 8 * MiB) yield { offset: off, data: image.subarray(off, off + 8 * MiB) };
     }
     const p = await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
