@@ -19,6 +19,7 @@ export const Reasons = {
   CreatingResourceGroup: "CreatingResourceGroup",
   CreatingDisk: "CreatingDisk",
   CreatingImage: "CreatingImage",
+  Uploading: "Uploading",
   Deleting: "Deleting",
   InvalidSpec: "InvalidSpec",
   ImageNotFound: "ImageNotFound",

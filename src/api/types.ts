@@ -23,6 +23,17 @@ export interface VhdSource {
   url?: string;
   blobUri?: string;
   checksum?: string;
+  format?: "auto" | "vhd" | "raw";
+}
+
+/** Byte-level progress of an import. */
+export interface TransferStatus {
+  bytesTotal?: number;
+  bytesDone?: number;
+  bytesSkippedZero?: number;
+  percent?: number;
+  startedAt?: string;
+  bytesPerSecond?: number;
 }
 
 export interface ImageSource {
@@ -82,6 +93,7 @@ export interface VmImageStatus {
   imageReference?: ImageReference;
   plan?: { publisher: string; product: string; name: string };
   lastError?: { code: string; message: string };
+  transfer?: TransferStatus;
 }
 
 export interface VmImage extends KubernetesObject {

@@ -10,6 +10,7 @@ import type { Manager } from "../runtime/manager.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { specOrMetadataChanged } from "../runtime/predicates.ts";
 import { VmImageReconciler } from "./vmimage/reconciler.ts";
+import { UploadTasks } from "./vmimage/uploads.ts";
 
 export interface ControllerSettings {
   namespace: string;
@@ -27,6 +28,19 @@ export function registerControllers(
 ): void {
   const ref: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural, ...(settings.namespace ? { namespace: settings.namespace } : {}) };
   const informer = new Informer<VmImage>(deps.kube, ref, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
+  const uploads = new UploadTasks();
+  manager.onStop(() => {
+    uploads.abortAll();
+  });
+  const controller: Controller<VmImage> = new Controller<VmImage>({
+    name: "vmimage",
+    informer,
+    log: deps.log,
+    workers: settings.workers,
+    updatePredicates: specOrMetadataChanged,
+    metrics: deps.metrics.forController("vmimage"),
+    reconcile: (req, ctx) => reconciler.reconcile(req, ctx),
+  });
   const reconciler = new VmImageReconciler({
     kube: deps.kube,
     ref,
@@ -35,17 +49,11 @@ export function registerControllers(
     events: new EventRecorder(deps.kube, "azure-image-operator", deps.log),
     driftCheckMs: settings.resyncPeriodMs,
     pollMs: settings.pollMs ?? 5_000,
+    uploads,
+    requeue: (key) => {
+      controller.queue.add(key);
+    },
   });
   manager.addInformer(informer);
-  manager.addController(
-    new Controller<VmImage>({
-      name: "vmimage",
-      informer,
-      log: deps.log,
-      workers: settings.workers,
-      updatePredicates: specOrMetadataChanged,
-      metrics: deps.metrics.forController("vmimage"),
-      reconcile: reconciler.reconcile,
-    }),
-  );
+  manager.addController(controller);
 }

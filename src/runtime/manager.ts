@@ -35,6 +35,7 @@ export class Manager {
   private readonly controllers: Controller<KubernetesObject>[] = [];
   private elector: LeaderElector | undefined;
   private readonly servers: Server[] = [];
+  private readonly stopHooks: Array<() => void> = [];
   private controllersRunning = false;
   private stopping = false;
   private signalLostLeadership: () => void = () => undefined;
@@ -58,6 +59,11 @@ export class Manager {
 
   addController<T extends KubernetesObject>(controller: Controller<T>): void {
     this.controllers.push(controller as unknown as Controller<KubernetesObject>);
+  }
+
+  /** Runs `hook` when the manager stops, after the controllers have drained. */
+  onStop(hook: () => void): void {
+    this.stopHooks.push(hook);
   }
 
   get isLeader(): boolean {
@@ -113,6 +119,7 @@ export class Manager {
     this.stopping = true;
     this.log.info("shutting down");
     await this.stopControllers();
+    for (const hook of this.stopHooks) hook();
     await this.elector?.stop();
     await Promise.all(this.informers.map((i) => i.stop()));
     await Promise.all(

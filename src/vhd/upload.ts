@@ -81,7 +81,10 @@ export async function uploadChunks(
   }
   await Promise.all(inFlight);
   if (failure) throw failure instanceof Error ? failure : new Error("a page write failed", { cause: failure });
-  progress.bytesDone = Math.max(progress.bytesDone, bytesTotal);
+  // Every byte of the image not written reads as zero: a zero range skipped, or a hole the source never
+  // stored (unallocated blocks of a dynamic VHD, padding to a whole MiB).
+  progress.bytesSkippedZero = bytesTotal - progress.bytesWritten;
+  progress.bytesDone = bytesTotal;
   opts.onProgress?.(progress);
   return progress;
 }

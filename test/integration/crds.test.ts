@@ -127,7 +127,7 @@ describe("VmImage CRD on a real kube-apiserver", () => {
       // And kubectl prints the printer columns, through the short name and the category
       const { stdout } = await kubectl(cp.kubeconfigPath, ["get", "vmimg", "-n", namespace]);
       const lines = stdout.trim().split("\n");
-      assert.match(lines[0] ?? "", /^NAME\s+READY\s+REASON\s+LOCATION\s+VERSION\s+AGE$/);
+      assert.match(lines[0] ?? "", /^NAME\s+READY\s+REASON\s+LOCATION\s+VERSION\s+PROGRESS\s+AGE$/);
       assert.match(stdout, /from-client\s+True\s+Available\s+westeurope\s+24\.04\.202611200\s+\S+/);
       assert.match(stdout, /from-kubectl\s+westeurope\s+\S+\n/);
       const wide = await kubectl(cp.kubeconfigPath, ["get", "vmimg", "-o", "wide", "-n", namespace]);

@@ -4,13 +4,15 @@ import { FINALIZER, Reasons } from "../../api/group.ts";
 import type { VmImage, VmImageStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
-import { findCondition, READY, setHealth, type Health } from "../../runtime/conditions.ts";
+import { findCondition, READY, setHealth, timestamp, type Health } from "../../runtime/conditions.ts";
 import type { ReconcileContext, ReconcileRequest, ReconcileResult } from "../../runtime/controller.ts";
 import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { displayUrl, probeSource, SourceError, type ProbedSource } from "../../vhd/source.ts";
 import { ensureTermsAccepted, resolveMarketplaceImage, SourceProblem, type ResolvedMarketplaceImage } from "./marketplace.ts";
+import type { UploadTask, UploadTasks } from "./uploads.ts";
 
 export interface VmImageReconcilerDeps {
   kube: KubeClient;
@@ -22,6 +24,9 @@ export interface VmImageReconcilerDeps {
   driftCheckMs: number;
   /** How soon to look again at a running Azure operation. */
   pollMs: number;
+  uploads: UploadTasks;
+  /** Puts an object's key back on the work queue (a background upload finished). */
+  requeue: (key: string) => void;
 }
 
 /** Tag set on every Azure resource the operator creates: the uid of the owning object. */
@@ -99,15 +104,19 @@ export class VmImageReconciler {
     if (sources.length !== 1) {
       throw new SourceProblem(Reasons.InvalidSpec, `spec.source must name exactly one of marketplace, gallery or vhd (found ${sources.length}).`);
     }
+    if (spec.destination.gallery) {
+      throw new SourceProblem(Reasons.DestinationNotSupported, "spec.destination.gallery is not supported by this version of the operator; only managedImage is.");
+    }
     const market = spec.source.marketplace;
+    const vhd = spec.source.vhd;
+    if (vhd?.url && spec.destination.managedImage) {
+      return this.ensureManagedImage(obj, status, () => this.prepareUploadedDisk(obj, status, vhd.url ?? ""));
+    }
     if (!market) {
       throw new SourceProblem(
         Reasons.SourceNotSupported,
-        `spec.source.${sources[0] ?? ""} is not supported by this version of the operator; only marketplace sources are.`,
+        `spec.source.${sources[0] ?? ""}${vhd ? " without url" : ""} is not supported by this version of the operator; marketplace sources and vhd.url are.`,
       );
-    }
-    if (spec.destination.gallery) {
-      throw new SourceProblem(Reasons.DestinationNotSupported, "spec.destination.gallery is not supported by this version of the operator; only managedImage is.");
     }
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
@@ -130,21 +139,33 @@ export class VmImageReconciler {
       status.imageReference = { publisher: market.publisher, offer: market.offer, sku: market.sku, version: resolved.version };
       return { health: { state: "ready", reason: Reasons.Available, message: `Marketplace image ${resolved.version} is available.` }, requeueAfterMs: this.d.driftCheckMs };
     }
-    return this.ensureManagedImage(obj, status, resolved);
+    return this.ensureManagedImage(obj, status, () => this.prepareMarketplaceDisk(obj, resolved), resolved.hyperVGeneration);
+  }
+
+  /** Deterministic name of the temporary managed disk an image is made from. */
+  private sourceDiskName(obj: VmImage): string {
+    return `${managedImageName(obj)}-source`.slice(0, 80);
+  }
+
+  private tags(obj: VmImage): Record<string, string> {
+    return { ...obj.spec.tags, [OWNER_TAG]: obj.metadata?.uid ?? "" };
   }
 
   /**
-   * A managed image from a Marketplace image: the image's OS disk is materialized as a managed disk
-   * (createOption FromImage), the image is made from that disk, then the disk is removed.
+   * A managed image made from a managed disk that `prepareDisk` brings into being: once the image
+   * exists, the disk has served its purpose and is removed.
    */
-  private async ensureManagedImage(obj: VmImage, status: VmImageStatus, resolved: ResolvedMarketplaceImage): Promise<Outcome> {
+  private async ensureManagedImage(
+    obj: VmImage,
+    status: VmImageStatus,
+    prepareDisk: () => Promise<Outcome | { diskId: string }>,
+    sourceHyperVGeneration?: string,
+  ): Promise<Outcome> {
     const { compute, resources } = this.d.azure;
     const spec = obj.spec;
     const rg = spec.resourceGroup;
     const name = managedImageName(obj);
-    const diskName = `${name}-source`.slice(0, 80);
-    const tags = { ...spec.tags, [OWNER_TAG]: obj.metadata?.uid ?? "" };
-    const poll = { requeueAfterMs: this.d.pollMs };
+    const diskName = this.sourceDiskName(obj);
 
     const image = await getOrUndefined(compute.images.get(rg, name));
     if (image) {
@@ -156,21 +177,16 @@ export class VmImageReconciler {
         throw new AzureError("Terminal", "ImageCreationFailed", `Azure reports managed image '${name}' as Failed.`);
       }
       if (state !== "succeeded") {
-        return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Managed image '${name}' is ${image.provisioningState ?? ""}.` }, ...poll };
+        return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Managed image '${name}' is ${image.provisioningState ?? ""}.` }, requeueAfterMs: this.d.pollMs };
       }
       status.imageId = image.id;
       status.imageReference = { id: image.id };
-      // The source disk has served its purpose.
       const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
       if (leftover && leftover.tags?.[OWNER_TAG] === obj.metadata?.uid && leftover.provisioningState?.toLowerCase() !== "deleting") {
-        await compute.disks.delete(rg, diskName).submitted().catch((err: unknown) => {
-          throw classify(err);
-        });
+        await submit(compute.disks.delete(rg, diskName));
       }
       if (!isDeepStrictEqual(withoutOwner(image.tags), spec.tags ?? {})) {
-        await compute.images.update(rg, name, { tags }).submitted().catch((err: unknown) => {
-          throw classify(err);
-        });
+        await submit(compute.images.update(rg, name, { tags: this.tags(obj) }));
       }
       return { health: { state: "ready", reason: Reasons.Available, message: `Managed image '${name}' exists.` }, requeueAfterMs: this.d.driftCheckMs };
     }
@@ -181,45 +197,134 @@ export class VmImageReconciler {
       });
       await this.event(obj, "Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
     }
+    const disk = await prepareDisk();
+    if ("health" in disk) return disk;
+    await submit(
+      compute.images.createOrUpdate(rg, name, {
+        location: spec.location,
+        tags: this.tags(obj),
+        hyperVGeneration: spec.hyperVGeneration ?? (sourceHyperVGeneration) ?? "V2",
+        storageProfile: { osDisk: { osType: spec.osType, osState: spec.osState ?? "Generalized", managedDisk: { id: disk.diskId } } },
+      }),
+    );
+    await this.event(obj, "Normal", "CreatingImage", `Creating managed image '${name}'.`);
+    return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Creating managed image '${name}'.` }, requeueAfterMs: this.d.pollMs };
+  }
+
+  /** The Marketplace image's OS disk, materialized as a managed disk (createOption FromImage). */
+  private async prepareMarketplaceDisk(obj: VmImage, resolved: ResolvedMarketplaceImage): Promise<Outcome | { diskId: string }> {
+    const { compute } = this.d.azure;
+    const rg = obj.spec.resourceGroup;
+    const diskName = this.sourceDiskName(obj);
     const disk = await getOrUndefined(compute.disks.get(rg, diskName));
     if (!disk) {
-      await compute.disks
-        .createOrUpdate(rg, diskName, {
-          location: spec.location,
-          tags,
+      await submit(
+        compute.disks.createOrUpdate(rg, diskName, {
+          location: obj.spec.location,
+          tags: this.tags(obj),
           creationData: { createOption: "FromImage", imageReference: { id: resolved.id } },
           ...(resolved.hyperVGeneration ? { hyperVGeneration: resolved.hyperVGeneration } : {}),
-        })
-        .submitted()
-        .catch((err: unknown) => {
-          throw classify(err);
-        });
-      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${resolved.version}.` }, ...poll };
+        }),
+      );
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${resolved.version}.` }, requeueAfterMs: this.d.pollMs };
     }
-    const diskState = (disk.provisioningState ?? "").toLowerCase();
-    if (diskState === "failed") throw new AzureError("Retryable", "DiskCreationFailed", `Azure reports disk '${diskName}' as Failed.`);
-    if (diskState !== "succeeded") {
-      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `OS disk '${diskName}' is ${disk.provisioningState ?? ""}.` }, ...poll };
+    const state = (disk.provisioningState ?? "").toLowerCase();
+    if (state === "failed") throw new AzureError("Retryable", "DiskCreationFailed", `Azure reports disk '${diskName}' as Failed.`);
+    if (state !== "succeeded") {
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `OS disk '${diskName}' is ${disk.provisioningState ?? ""}.` }, requeueAfterMs: this.d.pollMs };
     }
-    await compute.images
-      .createOrUpdate(rg, name, {
-        location: spec.location,
-        tags,
-        hyperVGeneration: spec.hyperVGeneration ?? (resolved.hyperVGeneration as "V1" | "V2" | undefined) ?? "V2",
-        storageProfile: {
-          osDisk: {
-            osType: spec.osType,
-            osState: spec.osState ?? "Generalized",
-            managedDisk: { id: disk.id ?? "" },
-          },
+    return { diskId: disk.id ?? "" };
+  }
+
+  /**
+   * A VHD streamed from a URL into an upload disk: the source is probed (size, format), a disk of the
+   * exact size is created, a background task writes the converted fixed VHD into it, and once access is
+   * revoked the disk is complete. An upload interrupted by a restart is started over on a fresh disk.
+   */
+  private async prepareUploadedDisk(obj: VmImage, status: VmImageStatus, url: string): Promise<Outcome | { diskId: string }> {
+    const { compute } = this.d.azure;
+    const rg = obj.spec.resourceGroup;
+    const diskName = this.sourceDiskName(obj);
+    const uid = obj.metadata?.uid ?? "";
+    const poll = { requeueAfterMs: this.d.pollMs };
+    const vhd = obj.spec.source.vhd ?? {};
+    let task = this.d.uploads.get(uid);
+    if (task && task.generation !== obj.metadata?.generation) {
+      this.d.uploads.forget(uid);
+      task = undefined;
+    }
+    if (task?.state === "failed" && task.failure) {
+      const failure = task.failure;
+      const disk = await getOrUndefined(compute.disks.get(rg, diskName));
+      if (disk) {
+        // Nothing half-imported stays behind.
+        if (disk.diskState === "ActiveUpload") await submit(compute.disks.revokeAccess(rg, diskName));
+        else if (disk.provisioningState?.toLowerCase() !== "deleting") await submit(compute.disks.delete(rg, diskName));
+        return { health: { state: "reconciling", reason: failure.reason, message: `Removing the partial upload: ${failure.message}` }, ...poll };
+      }
+      if (!failure.retryable) throw new SourceProblem(failure.reason, failure.message);
+      this.d.uploads.forget(uid);
+      throw new AzureError("Retryable", failure.reason, failure.message);
+    }
+
+    const disk = await getOrUndefined(compute.disks.get(rg, diskName));
+    if (!disk) {
+      const probed = await this.probe(url, vhd.format);
+      await submit(
+        compute.disks.createOrUpdate(rg, diskName, {
+          location: obj.spec.location,
+          tags: this.tags(obj),
+          osType: obj.spec.osType,
+          hyperVGeneration: obj.spec.hyperVGeneration ?? "V2",
+          creationData: { createOption: "Upload", uploadSizeBytes: probed.layout.vhdSize },
+        }),
+      );
+      status.transfer = { bytesTotal: probed.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, percent: 0 };
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating upload disk '${diskName}' for ${displayUrl(url)}.` }, ...poll };
+    }
+    const provisioning = (disk.provisioningState ?? "").toLowerCase();
+    if (provisioning !== "succeeded") {
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Upload disk '${diskName}' is ${disk.provisioningState ?? ""}.` }, ...poll };
+    }
+    if (disk.diskState === "ReadyToUpload" && !task) {
+      const probed = await this.probe(url, vhd.format);
+      task = this.d.uploads.start(
+        uid,
+        { azure: this.d.azure, resourceGroup: rg, diskName, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8 },
+        obj.metadata?.generation,
+        () => {
+          this.d.requeue(objectKeyOf(obj));
         },
-      })
-      .submitted()
-      .catch((err: unknown) => {
-        throw classify(err);
-      });
-    await this.event(obj, "Normal", "CreatingImage", `Creating managed image '${name}'.`);
-    return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Creating managed image '${name}'.` }, ...poll };
+      );
+      await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${probed.layout.format}, ${probed.layout.vhdSize} bytes) into disk '${diskName}'.`);
+    }
+    if (task) {
+      status.transfer = transferStatus(task);
+      if (task.state === "running" || disk.diskState === "ActiveUpload" || disk.diskState === "ReadyToUpload") {
+        const t = status.transfer;
+        return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploaded ${t.percent ?? 0}% of ${t.bytesTotal ?? 0} bytes.` }, ...poll };
+      }
+    } else if (disk.diskState === "ActiveUpload") {
+      // The operator restarted mid-upload: the write access is gone with the old process, so start over.
+      await submit(compute.disks.revokeAccess(rg, diskName));
+      await submit(compute.disks.delete(rg, diskName));
+      await this.event(obj, "Warning", "UploadRestarted", "The upload was interrupted (operator restart); it starts over.");
+      return { health: { state: "reconciling", reason: Reasons.Uploading, message: "Restarting the interrupted upload." }, ...poll };
+    }
+    this.d.uploads.forget(uid);
+    return { diskId: disk.id ?? "" };
+  }
+
+  private async probe(url: string, format: "auto" | "vhd" | "raw" | undefined): Promise<ProbedSource> {
+    try {
+      return await probeSource(url, format ?? "auto");
+    } catch (err) {
+      if (err instanceof SourceError) {
+        if (err.retryable) throw new AzureError("Retryable", err.reason, err.message);
+        throw new SourceProblem(err.reason, err.message);
+      }
+      throw err;
+    }
   }
 
   /** Deletion: remove what we created if the policy says so, then let the object go. */
@@ -232,7 +337,7 @@ export class VmImageReconciler {
       try {
         for (const [kind, getIt, del] of [
           ["image", () => compute.images.get(rg, name), () => compute.images.delete(rg, name)],
-          ["disk", () => compute.disks.get(rg, `${name}-source`.slice(0, 80)), () => compute.disks.delete(rg, `${name}-source`.slice(0, 80))],
+          ["disk", () => compute.disks.get(rg, this.sourceDiskName(obj)), () => compute.disks.delete(rg, this.sourceDiskName(obj))],
         ] as const) {
           const found = await getOrUndefined<{ tags?: Record<string, string>; provisioningState?: string }>(getIt());
           if (!found || found.tags?.[OWNER_TAG] !== obj.metadata.uid) continue;
@@ -263,6 +368,32 @@ export class VmImageReconciler {
   private event(obj: VmImage, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
     return this.d.events.record(obj, type, reason, message);
   }
+}
+
+/** Sends the first request of a long-running operation and returns without waiting for it. */
+async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
+  try {
+    await poller.submitted();
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+function objectKeyOf(obj: VmImage): string {
+  return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+}
+
+function transferStatus(task: UploadTask): NonNullable<VmImageStatus["transfer"]> {
+  const p = task.progress;
+  const seconds = (Date.now() - task.startedAt.getTime()) / 1000;
+  return {
+    bytesTotal: p.bytesTotal,
+    bytesDone: p.bytesDone,
+    bytesSkippedZero: p.bytesSkippedZero,
+    percent: p.bytesTotal > 0 ? Math.floor((p.bytesDone / p.bytesTotal) * 100) : 0,
+    startedAt: timestamp(task.startedAt.getTime()),
+    ...(seconds > 0 ? { bytesPerSecond: Math.round(p.bytesDone / seconds) } : {}),
+  };
 }
 
 function withoutOwner(tags: Record<string, string> | undefined): Record<string, string> {

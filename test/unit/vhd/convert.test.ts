@@ -148,6 +148,7 @@ describe("page uploads", () => {
     assert.ok(written.equals(image));
     assert.equal(p.bytesWritten + p.bytesSkippedZero, image.length);
     assert.equal(p.bytesSkippedZero, 24 * MiB, "six all-zero 4 MiB pieces were not sent");
+    assert.equal(p.bytesWritten, 16 * MiB);
     assert.ok(maxInFlight <= 2 && maxInFlight >= 1);
   });
 });

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
+import type { VmImage } from "../../src/api/types.ts";
+import { createAzureClients } from "../../src/azure/clients.ts";
+import { registerControllers } from "../../src/controllers/index.ts";
+import { startEmulator, type Emulator } from "../../src/emulator/index.ts";
+import { ControlPlane } from "../../src/localstack/control-plane.ts";
+import { installCrds } from "../../src/localstack/crds.ts";
+import { objectPath, type KubeClient } from "../../src/runtime/kube-client.ts";
+import { Manager } from "../../src/runtime/manager.ts";
+import { Metrics } from "../../src/runtime/metrics.ts";
+import { FileServer } from "../support/file-server.ts";
+import { kubectl } from "../support/kubectl.ts";
+import { clientFor, eventually, testLogger } from "../support/runtime-fixture.ts";
+
+const ref = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
+const MiB = 1024 * 1024;
+const qemuImg = (args: string[]) => promisify(execFile)("qemu-img", args);
+const creds = { subscriptionId: "00000000-0000-0000-0000-0000000000d1", tenantId: "00000000-0000-0000-0000-0000000000d2", clientId: "00000000-0000-0000-0000-0000000000d3", clientSecret: "vhd-test" };
+
+describe("VmImage controller: VHDs streamed from a URL into a managed image", () => {
+  let cp: ControlPlane;
+  let emu: Emulator;
+  let kube: KubeClient;
+  let manager: Manager;
+  let files: FileServer;
+  let dir: string;
+  let azure: ReturnType<typeof createAzureClients>;
+  let raw: Buffer;
+
+  const apply = async (name: string, vhd: Record<string, unknown>) => {
+    const manifest = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: VMIMAGE.kind,
+      metadata: { name, namespace: "default" },
+      spec: { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd }, destination: { managedImage: {} } },
+    };
+    await kubectl(cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
+  };
+  const get = (name: string) => kube.get<VmImage>(objectPath(ref, "default", name));
+  const ready = (o: VmImage) => o.status?.conditions?.find((c) => c.type === "Ready");
+  const disksLeft = async () => {
+    const names: string[] = [];
+    for await (const d of azure.compute.disks.listByResourceGroup("rg-vhd")) names.push(d.name ?? "");
+    return names;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "aio-vhd-it-"));
+    raw = Buffer.alloc(24 * MiB);
+    for (const at of [0, 7 * MiB, 23 * MiB]) raw.fill(Buffer.from(`block@${at}`), at, at + 64 * 1024);
+    await writeFile(join(dir, "disk.raw"), raw);
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", join(dir, "disk.raw"), join(dir, "fixed.vhd")]);
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", join(dir, "disk.raw"), join(dir, "dynamic.vhd")]);
+    await writeFile(join(dir, "odd.raw"), raw.subarray(0, 21 * MiB + 3000));
+    files = await FileServer.start(dir);
+
+    cp = await ControlPlane.start();
+    await installCrds(cp.kubeConfig());
+    emu = await startEmulator({ operationDurationMs: 100, retryAfterSeconds: 0, clients: [{ tenantId: creds.tenantId, clientId: creds.clientId, secret: creds.clientSecret }] });
+    kube = clientFor(cp);
+    azure = createAzureClients({ ...creds, federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined });
+    const log = testLogger();
+    const metrics = new Metrics();
+    manager = new Manager({ client: clientFor(cp), log, metrics });
+    registerControllers(manager, { kube: clientFor(cp), azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
+    await manager.start();
+  });
+
+  after(async () => {
+    await manager.stop();
+    kube.close();
+    await emu.stop();
+    await cp.stop();
+    await files.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, file] of [["fixed", "fixed.vhd"], ["dynamic", "dynamic.vhd"], ["odd-raw", "odd.raw"]] as const) {
+    it(`imports a ${name} source made by qemu-img and registers the image`, async () => {
+      const bytes = await readFile(join(dir, file));
+      const checksum = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+      await apply(`vhd-${name}`, { url: `${files.url}/${file}`, checksum });
+      await eventually(`${name} Ready`, async () => ready(await get(`vhd-${name}`))?.status === "True", 60_000);
+      const obj = await get(`vhd-${name}`);
+      const t = obj.status?.transfer;
+      assert.ok(t?.bytesTotal && t.bytesTotal % MiB === 512, `whole MiB plus footer (${String(t?.bytesTotal)})`);
+      assert.equal(t.percent, 100);
+      assert.ok((t.bytesSkippedZero ?? 0) > 0, "zero ranges were skipped");
+      const image = await azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
+      assert.equal(image.storageProfile?.osDisk?.osState, "Generalized");
+      await eventually("upload disk removed", async () => !(await disksLeft()).some((d) => d.includes(`vhd-${name}`)));
+    });
+  }
+
+  it("stalls on a checksum mismatch and leaves no disk behind", async () => {
+    await apply("vhd-badsum", { url: `${files.url}/fixed.vhd`, checksum: `sha256:${"0".repeat(64)}` });
+    await eventually("Stalled", async () => {
+      const o = await get("vhd-badsum");
+      return ready(o)?.reason === "ChecksumMismatch" && (o.status?.conditions?.some((c) => c.type === "Stalled" && c.status === "True") ?? false);
+    }, 60_000);
+    await eventually("no disk", async () => !(await disksLeft()).some((d) => d.includes("vhd-badsum")));
+    assert.equal((await get("vhd-badsum")).status?.imageId, undefined, "nothing registered");
+  });
+
+  it("stalls with SourceNotFound when the URL answers 404", async () => {
+    await apply("vhd-missing", { url: `${files.url}/no-such.vhd` });
+    await eventually("Stalled", async () => ready(await get("vhd-missing"))?.reason === "SourceNotFound", 30_000);
+    assert.doesNotMatch(ready(await get("vhd-missing"))?.message ?? "", /sig=/);
+  });
+});
