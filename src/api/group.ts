@@ -25,5 +25,4 @@ export const Reasons = {
   ImageNotFound: "ImageNotFound",
   TermsNotAccepted: "TermsNotAccepted",
   SourceNotSupported: "SourceNotSupported",
-  DestinationNotSupported: "DestinationNotSupported",
 } as const;

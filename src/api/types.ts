@@ -45,13 +45,23 @@ export interface ImageSource {
 export interface TargetRegion {
   name: string;
   replicaCount?: number;
+  storageAccountType?: "Standard_LRS" | "Standard_ZRS" | "Premium_LRS";
 }
 
 export interface GalleryDestination {
   galleryName: string;
   imageDefinition: string;
   version?: string;
+  identifier?: { publisher?: string; offer?: string; sku?: string };
   targetRegions?: TargetRegion[];
+  excludeFromLatest?: boolean;
+  endOfLifeDate?: string;
+}
+
+export interface RegionReplication {
+  region: string;
+  state: string;
+  progress?: number;
 }
 
 export interface ImageDestination {
@@ -89,6 +99,8 @@ export interface VmImageStatus {
   conditions?: Condition[];
   imageId?: string;
   galleryImageVersionId?: string;
+  galleryImageVersion?: string;
+  replication?: RegionReplication[];
   resolvedVersion?: string;
   imageReference?: ImageReference;
   plan?: { publisher: string; product: string; name: string };

@@ -10,6 +10,7 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { ensureGalleryVersion, type Outcome } from "./gallery.ts";
 import { displayUrl, probeSource, SourceError, type ProbedSource } from "../../vhd/source.ts";
 import { ensureTermsAccepted, resolveMarketplaceImage, SourceProblem, type ResolvedMarketplaceImage } from "./marketplace.ts";
 import type { UploadTask, UploadTasks } from "./uploads.ts";
@@ -31,12 +32,6 @@ export interface VmImageReconcilerDeps {
 
 /** Tag set on every Azure resource the operator creates: the uid of the owning object. */
 export const OWNER_TAG = "azureimages.dev-owner";
-
-/** A verdict of one reconcile pass. */
-interface Outcome {
-  health: Health;
-  requeueAfterMs?: number;
-}
 
 /** Azure names: letters, digits, `-`, `_`, `.`; deterministic from namespace, name and uid. */
 export function managedImageName(obj: VmImage): string {
@@ -104,13 +99,11 @@ export class VmImageReconciler {
     if (sources.length !== 1) {
       throw new SourceProblem(Reasons.InvalidSpec, `spec.source must name exactly one of marketplace, gallery or vhd (found ${sources.length}).`);
     }
-    if (spec.destination.gallery) {
-      throw new SourceProblem(Reasons.DestinationNotSupported, "spec.destination.gallery is not supported by this version of the operator; only managedImage is.");
-    }
     const market = spec.source.marketplace;
     const vhd = spec.source.vhd;
-    if (vhd?.url && spec.destination.managedImage) {
-      return this.ensureManagedImage(obj, status, () => this.prepareUploadedDisk(obj, status, vhd.url ?? ""));
+    if (vhd?.url) {
+      const url = vhd.url;
+      return this.ensureDestinations(obj, status, () => this.prepareUploadedDisk(obj, status, url));
     }
     if (!market) {
       throw new SourceProblem(
@@ -135,11 +128,66 @@ export class VmImageReconciler {
     } else {
       delete status.plan;
     }
-    if (!spec.destination.managedImage) {
+    if (!spec.destination.managedImage && !spec.destination.gallery) {
       status.imageReference = { publisher: market.publisher, offer: market.offer, sku: market.sku, version: resolved.version };
       return { health: { state: "ready", reason: Reasons.Available, message: `Marketplace image ${resolved.version} is available.` }, requeueAfterMs: this.d.driftCheckMs };
     }
-    return this.ensureManagedImage(obj, status, () => this.prepareMarketplaceDisk(obj, resolved), resolved.hyperVGeneration);
+    return this.ensureDestinations(obj, status, () => this.prepareMarketplaceDisk(obj, resolved), resolved.hyperVGeneration);
+  }
+
+  /**
+   * The managed image and/or gallery image version, from the managed disk `prepareDisk` brings into
+   * being. With both, the version is made from the image; with a gallery only, from the disk. The disk
+   * is removed once what was made from it exists.
+   */
+  private async ensureDestinations(
+    obj: VmImage,
+    status: VmImageStatus,
+    prepareDisk: () => Promise<Outcome | { diskId: string }>,
+    sourceHyperVGeneration?: string,
+  ): Promise<Outcome> {
+    const dest = obj.spec.destination;
+    await this.ensureResourceGroup(obj);
+    const gallery = {
+      azure: this.d.azure,
+      ownerTag: OWNER_TAG,
+      pollMs: this.d.pollMs,
+      driftCheckMs: this.d.driftCheckMs,
+      event: (type: "Normal" | "Warning", reason: string, message: string) => this.event(obj, type, reason, message),
+    };
+    if (dest.managedImage) {
+      const image = await this.ensureManagedImage(obj, status, prepareDisk, sourceHyperVGeneration);
+      if (image.health.state !== "ready" || !dest.gallery) return image;
+      const imageId = status.imageId ?? "";
+      return ensureGalleryVersion(gallery, obj, status, () => Promise.resolve({ imageId }));
+    }
+    const version = await ensureGalleryVersion(gallery, obj, status, async () => {
+      const disk = await prepareDisk();
+      return "health" in disk ? disk : { diskId: disk.diskId };
+    });
+    if (version.health.state === "ready") await this.removeSourceDisk(obj);
+    return version;
+  }
+
+  private async ensureResourceGroup(obj: VmImage): Promise<void> {
+    const { resources } = this.d.azure;
+    const rg = obj.spec.resourceGroup;
+    if (await getOrUndefined(resources.resourceGroups.get(rg))) return;
+    await resources.resourceGroups.createOrUpdate(rg, { location: obj.spec.location, tags: { [OWNER_TAG]: obj.metadata?.uid ?? "" } }).catch((err: unknown) => {
+      throw classify(err);
+    });
+    await this.event(obj, "Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
+  }
+
+  /** Deletes the temporary source disk, if this object made it and it is still there. */
+  private async removeSourceDisk(obj: VmImage): Promise<void> {
+    const { compute } = this.d.azure;
+    const rg = obj.spec.resourceGroup;
+    const diskName = this.sourceDiskName(obj);
+    const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
+    if (leftover && leftover.tags?.[OWNER_TAG] === obj.metadata?.uid && leftover.provisioningState?.toLowerCase() !== "deleting") {
+      await submit(compute.disks.delete(rg, diskName));
+    }
   }
 
   /** Deterministic name of the temporary managed disk an image is made from. */
@@ -161,11 +209,10 @@ export class VmImageReconciler {
     prepareDisk: () => Promise<Outcome | { diskId: string }>,
     sourceHyperVGeneration?: string,
   ): Promise<Outcome> {
-    const { compute, resources } = this.d.azure;
+    const { compute } = this.d.azure;
     const spec = obj.spec;
     const rg = spec.resourceGroup;
     const name = managedImageName(obj);
-    const diskName = this.sourceDiskName(obj);
 
     const image = await getOrUndefined(compute.images.get(rg, name));
     if (image) {
@@ -181,22 +228,13 @@ export class VmImageReconciler {
       }
       status.imageId = image.id;
       status.imageReference = { id: image.id };
-      const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
-      if (leftover && leftover.tags?.[OWNER_TAG] === obj.metadata?.uid && leftover.provisioningState?.toLowerCase() !== "deleting") {
-        await submit(compute.disks.delete(rg, diskName));
-      }
+      await this.removeSourceDisk(obj);
       if (!isDeepStrictEqual(withoutOwner(image.tags), spec.tags ?? {})) {
         await submit(compute.images.update(rg, name, { tags: this.tags(obj) }));
       }
       return { health: { state: "ready", reason: Reasons.Available, message: `Managed image '${name}' exists.` }, requeueAfterMs: this.d.driftCheckMs };
     }
 
-    if (!(await getOrUndefined(resources.resourceGroups.get(rg)))) {
-      await resources.resourceGroups.createOrUpdate(rg, { location: spec.location, tags: { [OWNER_TAG]: obj.metadata?.uid ?? "" } }).catch((err: unknown) => {
-        throw classify(err);
-      });
-      await this.event(obj, "Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
-    }
     const disk = await prepareDisk();
     if ("health" in disk) return disk;
     await submit(
@@ -330,12 +368,17 @@ export class VmImageReconciler {
   /** Deletion: remove what we created if the policy says so, then let the object go. */
   private async finalize(obj: VmImage, log: Logger): Promise<ReconcileResult | undefined> {
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) return undefined;
-    if ((obj.spec.deletionPolicy ?? "Delete") === "Delete" && obj.spec.destination.managedImage) {
+    if ((obj.spec.deletionPolicy ?? "Delete") === "Delete") {
       const { compute } = this.d.azure;
       const rg = obj.spec.resourceGroup;
       const name = managedImageName(obj);
+      const g = obj.spec.destination.gallery;
+      const version = obj.status?.galleryImageVersion;
       try {
         for (const [kind, getIt, del] of [
+          ...(g && version
+            ? [["gallery image version", () => compute.galleryImageVersions.get(rg, g.galleryName, g.imageDefinition, version), () => compute.galleryImageVersions.delete(rg, g.galleryName, g.imageDefinition, version)] as const]
+            : []),
           ["image", () => compute.images.get(rg, name), () => compute.images.delete(rg, name)],
           ["disk", () => compute.disks.get(rg, this.sourceDiskName(obj)), () => compute.disks.delete(rg, this.sourceDiskName(obj))],
         ] as const) {
@@ -351,7 +394,7 @@ export class VmImageReconciler {
         const c = classify(err);
         if (c.kind !== "NotFound") throw c;
       }
-      await this.event(obj, "Normal", "Deleted", `Deleted managed image '${name}'.`);
+      await this.event(obj, "Normal", "Deleted", "Deleted the Azure resources this VmImage created.");
     }
     await removeFinalizer(this.d.kube, this.d.ref, obj, FINALIZER);
     return undefined;

@@ -1,0 +1,204 @@
+import { isDeepStrictEqual } from "node:util";
+import type { GalleryImageVersion, TargetRegion as AzureTargetRegion } from "@azure/arm-compute";
+import type { VmImage, VmImageStatus } from "../../api/types.ts";
+import type { AzureClients } from "../../azure/clients.ts";
+import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
+import type { Health } from "../../runtime/conditions.ts";
+
+/** A verdict of one reconcile pass. */
+export interface Outcome {
+  health: Health;
+  requeueAfterMs?: number;
+}
+
+/** Where a new version's bytes come from. */
+export type VersionSource = { imageId: string } | { diskId: string };
+
+export interface GalleryDeps {
+  azure: AzureClients;
+  ownerTag: string;
+  pollMs: number;
+  driftCheckMs: number;
+  event: (type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
+}
+
+const normalize = (region: string) => region.replace(/\s+/g, "").toLowerCase();
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(".").map(Number);
+  const pb = b.split(".").map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
+  try {
+    await poller.submitted();
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+/** The publishing profile the spec asks for, in Azure's terms. */
+function desiredProfile(obj: VmImage): { targetRegions: AzureTargetRegion[]; excludeFromLatest: boolean; endOfLifeDate?: Date } {
+  const g = obj.spec.destination.gallery;
+  const regions = g?.targetRegions?.length ? g.targetRegions : [{ name: obj.spec.location }];
+  return {
+    targetRegions: regions.map((r) => ({
+      name: normalize(r.name),
+      regionalReplicaCount: r.replicaCount ?? 1,
+      storageAccountType: r.storageAccountType ?? "Standard_LRS",
+    })),
+    excludeFromLatest: g?.excludeFromLatest ?? false,
+    ...(g?.endOfLifeDate ? { endOfLifeDate: new Date(g.endOfLifeDate) } : {}),
+  };
+}
+
+function comparableProfile(p: { targetRegions?: AzureTargetRegion[]; excludeFromLatest?: boolean; endOfLifeDate?: Date }): unknown {
+  return {
+    regions: (p.targetRegions ?? [])
+      .map((t) => [normalize(t.name), t.regionalReplicaCount ?? 1, t.storageAccountType ?? "Standard_LRS"])
+      .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+    excludeFromLatest: p.excludeFromLatest ?? false,
+    endOfLifeDate: p.endOfLifeDate ? new Date(p.endOfLifeDate).toISOString() : undefined,
+  };
+}
+
+/**
+ * Makes an Azure Compute Gallery image version exist as the spec says: the gallery and the image
+ * definition are created when missing (an existing definition must match the image's OS type, OS
+ * state and Hyper-V generation), the version is created from `source` (asked for only then), and
+ * publishing settings (target regions, replica counts, excludeFromLatest, end of life) are brought in
+ * line by an update when they differ. `auto` picks the next patch version once and pins it in status.
+ */
+export async function ensureGalleryVersion(
+  d: GalleryDeps,
+  obj: VmImage,
+  status: VmImageStatus,
+  source: () => Promise<Outcome | VersionSource>,
+): Promise<Outcome> {
+  const g = obj.spec.destination.gallery;
+  if (!g) throw new Error("no gallery destination");
+  const { compute } = d.azure;
+  const spec = obj.spec;
+  const rg = spec.resourceGroup;
+  const uid = obj.metadata?.uid ?? "";
+  const tags = { ...spec.tags, [d.ownerTag]: uid };
+  const poll = { requeueAfterMs: d.pollMs };
+  const reconciling = (reason: string, message: string): Outcome => ({ health: { state: "reconciling", reason, message }, ...poll });
+
+  const gallery = await getOrUndefined(compute.galleries.get(rg, g.galleryName));
+  if (!gallery) {
+    await submit(compute.galleries.createOrUpdate(rg, g.galleryName, { location: spec.location, tags }));
+    await d.event("Normal", "CreatingGallery", `Creating gallery '${g.galleryName}'.`);
+    return reconciling("CreatingGallery", `Creating gallery '${g.galleryName}'.`);
+  }
+  if ((gallery.provisioningState ?? "Succeeded").toLowerCase() !== "succeeded") {
+    return reconciling("CreatingGallery", `Gallery '${g.galleryName}' is ${gallery.provisioningState ?? ""}.`);
+  }
+
+  const osState = spec.osState ?? "Generalized";
+  const hyperVGeneration = spec.hyperVGeneration ?? "V2";
+  const definition = await getOrUndefined(compute.galleryImages.get(rg, g.galleryName, g.imageDefinition));
+  if (!definition) {
+    await submit(
+      compute.galleryImages.createOrUpdate(rg, g.galleryName, g.imageDefinition, {
+        location: spec.location,
+        tags,
+        osType: spec.osType,
+        osState,
+        hyperVGeneration,
+        identifier: {
+          publisher: g.identifier?.publisher ?? obj.metadata?.namespace ?? "default",
+          offer: g.identifier?.offer ?? g.imageDefinition,
+          sku: g.identifier?.sku ?? obj.metadata?.name ?? "image",
+        },
+      }),
+    );
+    return reconciling("CreatingImageDefinition", `Creating image definition '${g.imageDefinition}'.`);
+  }
+  const mismatch = (
+    [
+      ["osType", definition.osType, spec.osType],
+      ["osState", definition.osState, osState],
+      ["hyperVGeneration", definition.hyperVGeneration ?? "V1", hyperVGeneration],
+    ] as const
+  ).filter(([, have, want]) => have?.toLowerCase() !== want.toLowerCase());
+  if (mismatch.length > 0) {
+    throw new AzureError(
+      "Terminal",
+      "ImageDefinitionMismatch",
+      `Image definition '${g.imageDefinition}' exists with ${mismatch.map(([k, have, want]) => `${k} ${have ?? "(unset)"} (this image: ${want})`).join(", ")}; use another definition or change the spec.`,
+    );
+  }
+  if ((definition.provisioningState ?? "Succeeded").toLowerCase() !== "succeeded") {
+    return reconciling("CreatingImageDefinition", `Image definition '${g.imageDefinition}' is ${definition.provisioningState ?? ""}.`);
+  }
+
+  const versionName = await chooseVersion(d, obj, status);
+  status.galleryImageVersion = versionName;
+  const version = await getOrUndefined(compute.galleryImageVersions.get(rg, g.galleryName, g.imageDefinition, versionName, { expand: "ReplicationStatus" }));
+  const profile = desiredProfile(obj);
+  if (!version) {
+    const src = await source();
+    if ("health" in src) return src;
+    const storageProfile = "imageId" in src ? { source: { id: src.imageId } } : { osDiskImage: { source: { id: src.diskId } } };
+    await submit(compute.galleryImageVersions.createOrUpdate(rg, g.galleryName, g.imageDefinition, versionName, {
+      location: spec.location,
+      tags,
+      publishingProfile: profile,
+      storageProfile,
+    }));
+    await d.event("Normal", "PublishingVersion", `Publishing gallery image version ${versionName} to ${profile.targetRegions.map((t) => t.name).join(", ")}.`);
+    return reconciling("PublishingVersion", `Publishing gallery image version ${versionName}.`);
+  }
+  if (version.tags?.[d.ownerTag] !== uid) {
+    throw new AzureError("Terminal", "ResourceNotOwned", `Gallery image version ${versionName} of '${g.imageDefinition}' exists and was not created for this VmImage; choose another version.`);
+  }
+  recordReplication(status, version);
+  status.galleryImageVersionId = version.id;
+  const state = (version.provisioningState ?? "Succeeded").toLowerCase();
+  if (state === "failed") throw new AzureError("Terminal", "VersionFailed", `Azure reports gallery image version ${versionName} as Failed.`);
+  if (state !== "succeeded") {
+    const done = status.replication?.filter((r) => r.state === "Completed").length ?? 0;
+    return reconciling("Replicating", `Replicating ${versionName}: ${done} of ${status.replication?.length ?? 0} regions done.`);
+  }
+  if (!isDeepStrictEqual(comparableProfile(version.publishingProfile ?? {}), comparableProfile(profile))) {
+    await submit(compute.galleryImageVersions.update(rg, g.galleryName, g.imageDefinition, versionName, { publishingProfile: profile }));
+    await d.event("Normal", "UpdatingVersion", `Updating the publishing settings of ${versionName}.`);
+    return reconciling("UpdatingVersion", `Updating the publishing settings of ${versionName}.`);
+  }
+  status.imageReference = { id: version.id };
+  return { health: { state: "ready", reason: "Available", message: `Gallery image version ${versionName} is replicated to ${status.replication?.length ?? 0} regions.` }, requeueAfterMs: d.driftCheckMs };
+}
+
+function recordReplication(status: VmImageStatus, version: GalleryImageVersion): void {
+  const summary = version.replicationStatus?.summary ?? [];
+  status.replication = summary.map((s) => ({ region: s.region ?? "", state: s.state ?? "Unknown", ...(s.progress !== undefined ? { progress: s.progress } : {}) }));
+}
+
+/** The version to publish: explicit, pinned, one this object already made, or the next patch version. */
+async function chooseVersion(d: GalleryDeps, obj: VmImage, status: VmImageStatus): Promise<string> {
+  const g = obj.spec.destination.gallery;
+  if (!g) throw new Error("no gallery destination");
+  if (g.version && g.version !== "auto") return g.version;
+  if (status.galleryImageVersion) return status.galleryImageVersion;
+  const names: string[] = [];
+  try {
+    for await (const v of d.azure.compute.galleryImageVersions.listByGalleryImage(obj.spec.resourceGroup, g.galleryName, g.imageDefinition)) {
+      // A version this object created before its status could record it (a crash) is adopted, not duplicated.
+      if (v.tags?.[d.ownerTag] === obj.metadata?.uid && v.name) return v.name;
+      if (v.name) names.push(v.name);
+    }
+  } catch (err) {
+    const c = classify(err);
+    if (c.kind !== "NotFound") throw c;
+  }
+  const highest = names.sort(compareVersions).at(-1);
+  if (!highest) return "1.0.0";
+  const [major = 0, minor = 0, patch = 0] = highest.split(".").map(Number);
+  return `${major}.${minor}.${patch + 1}`;
+}
