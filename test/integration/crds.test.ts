@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, Watch } from "@kubernetes/client-node";
 import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
@@ -140,6 +141,13 @@ describe("VmImage CRD on a real kube-apiserver", () => {
     } finally {
       controller.abort();
     }
+  });
+
+  it("accepts every sample in crds/samples (server-side dry run)", async () => {
+    const { stdout } = await kubectl(cp.kubeconfigPath, ["apply", "--dry-run=server", "-n", namespace, "-f", fileURLToPath(new URL("../../crds/samples/", import.meta.url))]);
+    const applied = stdout.trim().split("\n");
+    assert.ok(applied.length >= 5, stdout);
+    for (const line of applied) assert.match(line, /(created|configured|unchanged) \(server dry run\)$/);
   });
 
   it("rejects a VmImage that breaks the schema", async () => {
