@@ -13,7 +13,7 @@ const cpu0 = process.cpuUsage();
 const { layout } = await probeSource(sourceUrl, "auto");
 const blob = new PageBlobClient(blobSasUrl, new AnonymousCredential());
 await blob.create(layout.vhdSize);
-const { stream, hash } = await openSource(sourceUrl);
+const { stream } = await openSource(sourceUrl);
 const progress = await uploadChunks(blob, toFixedVhd(stream, layout), layout.vhdSize, { concurrency: Number(concurrencyArg ?? 8) });
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpu0);
@@ -22,7 +22,6 @@ process.stdout.write(
     seconds,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
     maxRssMiB: process.resourceUsage().maxRSS / 1024,
-    sha256: hash.digest("hex"),
     ...progress,
   }) + "\n",
 );

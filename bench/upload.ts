@@ -52,25 +52,25 @@ async function makeImage(dir: string, kind: "dense" | "sparse", sizeMiB: number)
   return vhd;
 }
 
-/** A fresh Azurite over HTTP (a long-lived one slows down), as TEST-INFRA.md measured. */
-async function startAzurite(dir: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+/** A fresh Azurite over HTTP (a long-lived one slows down), in memory: the disk of a small VM would otherwise be measured. */
+async function startAzurite(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const main = join(dirname(createRequire(import.meta.url).resolve("azurite/package.json")), "dist", "src", "blob", "main.js");
-  const child = spawn(process.execPath, [main, "--loose", "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--location", dir, "--blobHost", "127.0.0.1", "--blobPort", String(port)], { stdio: "ignore" });
+  const child = spawn(process.execPath, [main, "--loose", "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--inMemoryPersistence", "--blobHost", "127.0.0.1", "--blobPort", String(port)], { stdio: "ignore" });
+  let exited = false;
+  child.once("exit", () => (exited = true));
   const endpoint = `http://127.0.0.1:${port}/${account.name}`;
-  const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(account.name, account.key));
   for (let i = 0; ; i++) {
-    try {
-      await service.getProperties();
-      break;
-    } catch (err) {
-      if (i > 100) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    if (exited) throw new Error("Azurite exited during start-up");
+    const ok = await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false);
+    if (ok) break;
+    if (i > 100) throw new Error("Azurite did not start within 10 s");
+    await new Promise((r) => setTimeout(r, 100));
   }
   return {
     endpoint,
     stop: async () => {
+      if (exited) return;
       child.kill("SIGTERM");
       await once(child, "exit");
     },
@@ -123,7 +123,7 @@ async function sha256File(file: string): Promise<string> {
 }
 
 export async function runOperatorUpload(image: string, kind: "dense" | "sparse", sizeMiB: number, workDir: string, verify: boolean): Promise<UploadRun> {
-  const azurite = await startAzurite(join(workDir, `azurite-op-${kind}`));
+  const azurite = await startAzurite();
   const source = await serve(image);
   try {
     const service = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(account.name, account.key));
@@ -133,7 +133,7 @@ export async function runOperatorUpload(image: string, kind: "dense" | "sparse",
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const [code] = (await once(child, "exit")) as [number];
     if (code !== 0) throw new Error(`the upload process failed (${code})`);
-    const r = JSON.parse(out) as { seconds: number; cpuSeconds: number; maxRssMiB: number; bytesSkippedZero: number; sha256: string };
+    const r = JSON.parse(out) as { seconds: number; cpuSeconds: number; maxRssMiB: number; bytesSkippedZero: number };
     let verified: boolean | undefined;
     if (verify) {
       const downloaded = join(workDir, "downloaded.vhd");
@@ -174,7 +174,7 @@ async function azcopyBinary(): Promise<string> {
 
 export async function runAzcopyUpload(image: string, kind: "dense" | "sparse", sizeMiB: number, workDir: string): Promise<UploadRun> {
   const bin = await azcopyBinary();
-  const azurite = await startAzurite(join(workDir, `azurite-azcopy-${kind}`));
+  const azurite = await startAzurite();
   try {
     const service = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(account.name, account.key));
     await service.getContainerClient("bench").create();
