@@ -16,7 +16,8 @@ import { load as fromYaml } from "js-yaml";
 export const crdDir = fileURLToPath(new URL("../../crds/", import.meta.url));
 
 /**
- * The CRDs shipped in crds/ (top level only; samples live below it), as client-node models.
+ * The CRDs shipped in crds/ (top level only; samples live below it, kustomize's file beside them), as
+ * client-node models.
  *
  * client-node's typed APIs serialize through its generated models, which rename some schema keys
  * (`default` is `_default`, `enum` is `_enum`) and drop keys they do not know. A plain object parsed
@@ -24,7 +25,7 @@ export const crdDir = fileURLToPath(new URL("../../crds/", import.meta.url));
  * loaded into the models and the round trip is checked to lose nothing.
  */
 export async function readCrds(dir = crdDir): Promise<V1CustomResourceDefinition[]> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith(".yaml")).sort();
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml").sort();
   return Promise.all(
     files.map(async (f) => {
       const text = await readFile(join(dir, f), "utf8");
