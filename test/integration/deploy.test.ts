@@ -10,7 +10,7 @@ import { registerControllers } from "../../src/controllers/index.ts";
 import { startEmulator, type Emulator } from "../../src/emulator/index.ts";
 import { ControlPlane } from "../../src/localstack/control-plane.ts";
 import { installCrds } from "../../src/localstack/crds.ts";
-import { KubeClient, objectPath } from "../../src/runtime/kube-client.ts";
+import { KubeApiError, KubeClient, objectPath } from "../../src/runtime/kube-client.ts";
 import { Manager } from "../../src/runtime/manager.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -109,7 +109,10 @@ describe("deploy/: kustomize overlays against a real API server", () => {
       contexts: [{ name: "operator", cluster: cluster.name, user: "operator" }],
       currentContext: "operator",
     });
-    const secrets = await new KubeClient(saKc).get("/api/v1/namespaces/azure-image-operator/secrets").then(() => "allowed", (e: { code?: number }) => e.code);
+    const secrets = await new KubeClient(saKc).get("/api/v1/namespaces/azure-image-operator/secrets").then(
+      () => "allowed",
+      (e: unknown) => (e instanceof KubeApiError ? e.code : "error"),
+    );
     assert.equal(secrets, 403, "no access to Secrets");
 
     const creds = { subscriptionId: "00000000-0000-0000-0000-0000000000f1", tenantId: "00000000-0000-0000-0000-0000000000f2", clientId: "00000000-0000-0000-0000-0000000000f3", clientSecret: "rbac-test" };
