@@ -5,40 +5,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
-import type { VmImage } from "../../src/api/types.ts";
-import { createAzureClients } from "../../src/azure/clients.ts";
-import { registerControllers } from "../../src/controllers/index.ts";
-import { startEmulator, type Emulator } from "../../src/emulator/index.ts";
-import { ControlPlane } from "../../src/localstack/control-plane.ts";
-import { installCrds } from "../../src/localstack/crds.ts";
-import { MERGE_PATCH, objectPath, type KubeClient } from "../../src/runtime/kube-client.ts";
-import { Manager } from "../../src/runtime/manager.ts";
-import { Metrics } from "../../src/runtime/metrics.ts";
+import { MERGE_PATCH } from "../../src/runtime/kube-client.ts";
 import { FileServer } from "../support/file-server.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { clientFor, eventually, testLogger } from "../support/runtime-fixture.ts";
+import { OperatorEnv, readyCondition as ready } from "../support/operator-fixture.ts";
+import { eventually } from "../support/runtime-fixture.ts";
 
-const ref = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
 const MiB = 1024 * 1024;
-const creds = { subscriptionId: "00000000-0000-0000-0000-0000000000e1", tenantId: "00000000-0000-0000-0000-0000000000e2", clientId: "00000000-0000-0000-0000-0000000000e3", clientSecret: "gallery-test" };
 const ubuntu = { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } };
 
 describe("VmImage controller: Azure Compute Gallery destinations", () => {
-  let cp: ControlPlane;
-  let emu: Emulator;
-  let kube: KubeClient;
-  let manager: Manager;
+  let env: OperatorEnv;
   let files: FileServer;
   let dir: string;
-  let azure: ReturnType<typeof createAzureClients>;
 
-  const apply = async (name: string, spec: Record<string, unknown>) => {
-    const manifest = { apiVersion: `${GROUP}/${VERSION}`, kind: VMIMAGE.kind, metadata: { name, namespace: "default" }, spec: { location: "westeurope", resourceGroup: "rg-gallery", osType: "Linux", ...spec } };
-    await kubectl(cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
-  };
-  const get = (name: string) => kube.get<VmImage>(objectPath(ref, "default", name));
-  const ready = (o: VmImage) => o.status?.conditions?.find((c) => c.type === "Ready");
+  const apply = (name: string, spec: Record<string, unknown>) =>
+    env.apply(name, { location: "westeurope", resourceGroup: "rg-gallery", osType: "Linux", ...spec });
+  const get = (name: string) => env.get(name);
   const isReady = async (name: string) => {
     const o = await get(name);
     return ready(o)?.status === "True" && ready(o)?.observedGeneration === o.metadata?.generation;
@@ -51,23 +34,11 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
     await writeFile(join(dir, "disk.raw"), raw);
     await promisify(execFile)("qemu-img", ["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", join(dir, "disk.raw"), join(dir, "disk.vhd")]);
     files = await FileServer.start(dir);
-    cp = await ControlPlane.start();
-    await installCrds(cp.kubeConfig());
-    emu = await startEmulator({ operationDurationMs: 100, retryAfterSeconds: 0, replicationDurationMs: 500, clients: [{ tenantId: creds.tenantId, clientId: creds.clientId, secret: creds.clientSecret }] });
-    kube = clientFor(cp);
-    azure = createAzureClients({ ...creds, federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined });
-    const log = testLogger();
-    const metrics = new Metrics();
-    manager = new Manager({ client: clientFor(cp), log, metrics });
-    registerControllers(manager, { kube: clientFor(cp), azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
-    await manager.start();
+    env = await OperatorEnv.start({ replicationDurationMs: 500 });
   });
 
   after(async () => {
-    await manager.stop();
-    kube.close();
-    await emu.stop();
-    await cp.stop();
+    await env.stop();
     await files.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -82,9 +53,9 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
     assert.equal(o.status?.galleryImageVersion, "1.0.0");
     assert.deepEqual(o.status?.replication?.map((r) => [r.region, r.state, r.progress]), [["westeurope", "Completed", 100], ["northeurope", "Completed", 100]]);
     assert.equal(o.status?.imageReference?.id, o.status?.galleryImageVersionId);
-    const def = await azure.compute.galleryImages.get("rg-gallery", "golden", "ubuntu");
+    const def = await env.azure.compute.galleryImages.get("rg-gallery", "golden", "ubuntu");
     assert.deepEqual([def.osType, def.osState, def.hyperVGeneration], ["Linux", "Generalized", "V2"]);
-    const version = await azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.0");
+    const version = await env.azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.0");
     assert.equal(version.storageProfile?.source?.id, o.status?.imageId);
   });
 
@@ -95,24 +66,24 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
     assert.equal(o.status?.galleryImageVersion, "1.0.1");
     assert.equal(o.status?.imageId, undefined);
     await eventually("source disk removed", async () => {
-      for await (const d of azure.compute.disks.listByResourceGroup("rg-gallery")) if (d.name?.includes("web-next")) return false;
+      for await (const d of env.azure.compute.disks.listByResourceGroup("rg-gallery")) if (d.name?.includes("web-next")) return false;
       return true;
     });
   });
 
   it("updates the target regions of the existing version instead of making a new one", async () => {
-    await kube.patch(objectPath(ref, "default", "web"), { spec: { destination: { gallery: { targetRegions: [{ name: "westeurope" }, { name: "northeurope", replicaCount: 2 }, { name: "eastus" }], excludeFromLatest: true } } } }, MERGE_PATCH);
+    await env.kube.patch(env.path("web"), { spec: { destination: { gallery: { targetRegions: [{ name: "westeurope" }, { name: "northeurope", replicaCount: 2 }, { name: "eastus" }], excludeFromLatest: true } } } }, MERGE_PATCH);
     await eventually("Ready again", () => isReady("web"), 60_000);
-    const version = await azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.0");
+    const version = await env.azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.0");
     assert.deepEqual(version.publishingProfile?.targetRegions?.map((t) => t.name).sort(), ["eastus", "northeurope", "westeurope"]);
     assert.equal(version.publishingProfile?.excludeFromLatest, true);
     const versions: string[] = [];
-    for await (const v of azure.compute.galleryImageVersions.listByGalleryImage("rg-gallery", "golden", "ubuntu")) versions.push(v.name ?? "");
+    for await (const v of env.azure.compute.galleryImageVersions.listByGalleryImage("rg-gallery", "golden", "ubuntu")) versions.push(v.name ?? "");
     assert.deepEqual(versions.sort(), ["1.0.0", "1.0.1"]);
   });
 
   it("refuses to publish into a definition whose OS type differs", async () => {
-    await azure.compute.galleryImages.createOrUpdate("rg-gallery", "golden", "windows", {
+    await env.azure.compute.galleryImages.createOrUpdate("rg-gallery", "golden", "windows", {
       location: "westeurope", osType: "Windows", osState: "Generalized", hyperVGeneration: "V2",
       identifier: { publisher: "contoso", offer: "win", sku: "2022" },
     }, { updateIntervalInMs: 20 });
@@ -122,8 +93,8 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
   });
 
   it("deletes the version (not the shared gallery) with policy Delete", async () => {
-    await kubectl(cp.kubeconfigPath, ["delete", "vmimg", "web-next", "--timeout=30s"]);
-    await assert.rejects(azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.1"), (e: { statusCode?: number }) => e.statusCode === 404);
-    assert.equal((await azure.compute.galleries.get("rg-gallery", "golden")).name, "golden");
+    await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "web-next", "--timeout=30s"]);
+    await assert.rejects(env.azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.1"), (e: { statusCode?: number }) => e.statusCode === 404);
+    assert.equal((await env.azure.compute.galleries.get("rg-gallery", "golden")).name, "golden");
   });
 });

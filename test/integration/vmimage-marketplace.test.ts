@@ -1,23 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
-import type { VmImage } from "../../src/api/types.ts";
-import { createAzureClients } from "../../src/azure/clients.ts";
-import { registerControllers } from "../../src/controllers/index.ts";
-import { startEmulator, type Emulator } from "../../src/emulator/index.ts";
-import { ControlPlane } from "../../src/localstack/control-plane.ts";
-import { installCrds } from "../../src/localstack/crds.ts";
-import { collectionPath, objectPath, type KubeClient, type ObjectList } from "../../src/runtime/kube-client.ts";
-import { Manager } from "../../src/runtime/manager.ts";
-import { Metrics } from "../../src/runtime/metrics.ts";
-import { clientFor, eventually, testLogger } from "../support/runtime-fixture.ts";
+import { collectionPath, MERGE_PATCH, type ObjectList } from "../../src/runtime/kube-client.ts";
 import { kubectl } from "../support/kubectl.ts";
-
-const ref = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
-const subscriptionId = "00000000-0000-0000-0000-0000000000c1";
-const tenantId = "00000000-0000-0000-0000-0000000000c2";
-const clientId = "00000000-0000-0000-0000-0000000000c3";
-const clientSecret = "vmimage-test";
+import { OperatorEnv, readyCondition as ready } from "../support/operator-fixture.ts";
+import { eventually } from "../support/runtime-fixture.ts";
 
 interface CoreEvent {
   reason: string;
@@ -26,41 +12,17 @@ interface CoreEvent {
 }
 
 describe("VmImage controller: Marketplace sources against the emulator", () => {
-  let cp: ControlPlane;
-  let emu: Emulator;
-  let kube: KubeClient;
-  let manager: Manager;
-  let azure: ReturnType<typeof createAzureClients>;
-
-  const apply = async (name: string, spec: Record<string, unknown>) => {
-    const manifest = { apiVersion: `${GROUP}/${VERSION}`, kind: VMIMAGE.kind, metadata: { name, namespace: "default" }, spec };
-    await kubectl(cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
-  };
-  const get = (name: string) => kube.get<VmImage>(objectPath(ref, "default", name));
-  const ready = (o: VmImage) => o.status?.conditions?.find((c) => c.type === "Ready");
+  let env: OperatorEnv;
+  const apply = (name: string, spec: Record<string, unknown>) => env.apply(name, spec);
+  const get = (name: string) => env.get(name);
   const base = { location: "westeurope", resourceGroup: "rg-vmimage", osType: "Linux" };
 
   before(async () => {
-    cp = await ControlPlane.start();
-    await installCrds(cp.kubeConfig());
-    emu = await startEmulator({ operationDurationMs: 200, retryAfterSeconds: 0, clients: [{ tenantId, clientId, secret: clientSecret }] });
-    kube = clientFor(cp);
-    azure = createAzureClients({
-      subscriptionId, tenantId, clientId, clientSecret,
-      federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined,
-    });
-    const log = testLogger();
-    const metrics = new Metrics();
-    manager = new Manager({ client: clientFor(cp), log, metrics });
-    registerControllers(manager, { kube: clientFor(cp), azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
-    await manager.start();
+    env = await OperatorEnv.start({ operationDurationMs: 200 });
   });
 
   after(async () => {
-    await manager.stop();
-    kube.close();
-    await emu.stop();
-    await cp.stop();
+    await env.stop();
   });
 
   it("resolves latest, pins it, and makes a managed image through a temporary disk", async () => {
@@ -71,12 +33,12 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     assert.equal(obj.status?.observedGeneration, 1);
     assert.deepEqual(obj.metadata?.finalizers, ["azureimages.dev/finalizer"]);
     const name = obj.status?.imageId?.split("/").pop() ?? "";
-    const image = await azure.compute.images.get("rg-vmimage", name);
+    const image = await env.azure.compute.images.get("rg-vmimage", name);
     assert.equal(image.tags?.team, "platform");
     assert.equal(image.storageProfile?.osDisk?.osState, "Generalized");
     await eventually("temporary disk removed", async () => {
       const disks: string[] = [];
-      for await (const d of azure.compute.disks.listByResourceGroup("rg-vmimage")) disks.push(d.name ?? "");
+      for await (const d of env.azure.compute.disks.listByResourceGroup("rg-vmimage")) disks.push(d.name ?? "");
       return disks.length === 0;
     });
     const conditions = obj.status?.conditions?.map((c) => c.type);
@@ -86,12 +48,12 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
   it("heals an image deleted out of band", async () => {
     const obj = await get("ubuntu");
     const name = obj.status?.imageId?.split("/").pop() ?? "";
-    await azure.compute.images.delete("rg-vmimage", name, { updateIntervalInMs: 20 });
+    await env.azure.compute.images.delete("rg-vmimage", name, { updateIntervalInMs: 20 });
     // A spec-neutral nudge (an annotation) stands in for the periodic drift check.
-    await kube.patch(objectPath(ref, "default", "ubuntu"), { metadata: { annotations: { "azureimages.dev/observe": "now" } } }, "application/merge-patch+json");
+    await env.kube.patch(env.path("ubuntu"), { metadata: { annotations: { "azureimages.dev/observe": "now" } } }, MERGE_PATCH);
     await eventually("recreated", async () => {
       try {
-        return (await azure.compute.images.get("rg-vmimage", name)).provisioningState === "Succeeded";
+        return (await env.azure.compute.images.get("rg-vmimage", name)).provisioningState === "Succeeded";
       } catch {
         return false;
       }
@@ -109,28 +71,28 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
 
     await apply("cis", { ...base, source: { marketplace: { ...cis, acceptTerms: true } }, destination: { managedImage: {} } });
     await eventually("Ready after accepting", async () => ready(await get("cis"))?.status === "True", 30_000);
-    const terms = await azure.terms.marketplaceAgreements.get("virtualmachine", cis.publisher, cis.offer, cis.sku);
+    const terms = await env.azure.terms.marketplaceAgreements.get("virtualmachine", cis.publisher, cis.offer, cis.sku);
     assert.equal(terms.accepted, true);
-    const events = await kube.get<ObjectList<CoreEvent>>(collectionPath({ group: "", version: "v1", plural: "events" }, "default"));
+    const events = await env.kube.get<ObjectList<CoreEvent>>(collectionPath({ group: "", version: "v1", plural: "events" }, "default"));
     assert.ok(events.items.some((e) => e.involvedObject.name === "cis" && e.reason === "TermsAccepted"));
     assert.ok(events.items.some((e) => e.involvedObject.name === "cis" && e.reason === "TermsNotAccepted" && e.type === "Warning"));
   });
 
   it("reports a missing image and an unsupported source with specific reasons", async () => {
     await apply("nosuch", { ...base, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "1.2.3" } }, destination: { managedImage: {} } });
-    await apply("fromvhd", { ...base, source: { vhd: { url: "https://example.com/disk.vhd" } }, destination: { managedImage: {} } });
+    await apply("fromblob", { ...base, source: { vhd: { blobUri: "https://account.blob.core.windows.net/vhds/disk.vhd" } }, destination: { managedImage: {} } });
     await eventually("both stalled", async () =>
-      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("fromvhd"))?.reason === "SourceNotSupported", 20_000);
+      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("fromblob"))?.reason === "SourceNotSupported", 20_000);
   });
 
   it("deletes the image with policy Delete and keeps it with Retain", async () => {
     const kept = (await get("cis")).status?.imageId?.split("/").pop() ?? "";
-    await kube.patch(objectPath(ref, "default", "cis"), { spec: { deletionPolicy: "Retain" } }, "application/merge-patch+json");
-    await kubectl(cp.kubeconfigPath, ["delete", "vmimg", "cis", "--timeout=30s"]);
-    assert.equal((await azure.compute.images.get("rg-vmimage", kept)).provisioningState, "Succeeded", "Retain keeps the image");
+    await env.kube.patch(env.path("cis"), { spec: { deletionPolicy: "Retain" } }, MERGE_PATCH);
+    await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "cis", "--timeout=30s"]);
+    assert.equal((await env.azure.compute.images.get("rg-vmimage", kept)).provisioningState, "Succeeded", "Retain keeps the image");
 
     const removed = (await get("ubuntu")).status?.imageId?.split("/").pop() ?? "";
-    await kubectl(cp.kubeconfigPath, ["delete", "vmimg", "ubuntu", "--timeout=30s"]);
-    await assert.rejects(azure.compute.images.get("rg-vmimage", removed), (err: { statusCode?: number }) => err.statusCode === 404);
+    await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "ubuntu", "--timeout=30s"]);
+    await assert.rejects(env.azure.compute.images.get("rg-vmimage", removed), (err: { statusCode?: number }) => err.statusCode === 404);
   });
 });

@@ -6,49 +6,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
-import type { VmImage } from "../../src/api/types.ts";
-import { createAzureClients } from "../../src/azure/clients.ts";
-import { registerControllers } from "../../src/controllers/index.ts";
-import { startEmulator, type Emulator } from "../../src/emulator/index.ts";
-import { ControlPlane } from "../../src/localstack/control-plane.ts";
-import { installCrds } from "../../src/localstack/crds.ts";
-import { objectPath, type KubeClient } from "../../src/runtime/kube-client.ts";
-import { Manager } from "../../src/runtime/manager.ts";
-import { Metrics } from "../../src/runtime/metrics.ts";
 import { FileServer } from "../support/file-server.ts";
-import { kubectl } from "../support/kubectl.ts";
-import { clientFor, eventually, testLogger } from "../support/runtime-fixture.ts";
+import { OperatorEnv, readyCondition as ready } from "../support/operator-fixture.ts";
+import { eventually } from "../support/runtime-fixture.ts";
 
-const ref = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
 const MiB = 1024 * 1024;
 const qemuImg = (args: string[]) => promisify(execFile)("qemu-img", args);
-const creds = { subscriptionId: "00000000-0000-0000-0000-0000000000d1", tenantId: "00000000-0000-0000-0000-0000000000d2", clientId: "00000000-0000-0000-0000-0000000000d3", clientSecret: "vhd-test" };
 
 describe("VmImage controller: VHDs streamed from a URL into a managed image", () => {
-  let cp: ControlPlane;
-  let emu: Emulator;
-  let kube: KubeClient;
-  let manager: Manager;
+  let env: OperatorEnv;
   let files: FileServer;
   let dir: string;
-  let azure: ReturnType<typeof createAzureClients>;
   let raw: Buffer;
 
-  const apply = async (name: string, vhd: Record<string, unknown>) => {
-    const manifest = {
-      apiVersion: `${GROUP}/${VERSION}`,
-      kind: VMIMAGE.kind,
-      metadata: { name, namespace: "default" },
-      spec: { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd }, destination: { managedImage: {} } },
-    };
-    await kubectl(cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
-  };
-  const get = (name: string) => kube.get<VmImage>(objectPath(ref, "default", name));
-  const ready = (o: VmImage) => o.status?.conditions?.find((c) => c.type === "Ready");
+  const apply = (name: string, vhd: Record<string, unknown>) =>
+    env.apply(name, { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd }, destination: { managedImage: {} } });
+  const get = (name: string) => env.get(name);
   const disksLeft = async () => {
     const names: string[] = [];
-    for await (const d of azure.compute.disks.listByResourceGroup("rg-vhd")) names.push(d.name ?? "");
+    for await (const d of env.azure.compute.disks.listByResourceGroup("rg-vhd")) names.push(d.name ?? "");
     return names;
   };
 
@@ -61,24 +37,11 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", join(dir, "disk.raw"), join(dir, "dynamic.vhd")]);
     await writeFile(join(dir, "odd.raw"), raw.subarray(0, 21 * MiB + 3000));
     files = await FileServer.start(dir);
-
-    cp = await ControlPlane.start();
-    await installCrds(cp.kubeConfig());
-    emu = await startEmulator({ operationDurationMs: 100, retryAfterSeconds: 0, clients: [{ tenantId: creds.tenantId, clientId: creds.clientId, secret: creds.clientSecret }] });
-    kube = clientFor(cp);
-    azure = createAzureClients({ ...creds, federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined });
-    const log = testLogger();
-    const metrics = new Metrics();
-    manager = new Manager({ client: clientFor(cp), log, metrics });
-    registerControllers(manager, { kube: clientFor(cp), azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
-    await manager.start();
+    env = await OperatorEnv.start();
   });
 
   after(async () => {
-    await manager.stop();
-    kube.close();
-    await emu.stop();
-    await cp.stop();
+    await env.stop();
     await files.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -94,7 +57,7 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
       assert.ok(t?.bytesTotal && t.bytesTotal % MiB === 512, `whole MiB plus footer (${String(t?.bytesTotal)})`);
       assert.equal(t.percent, 100);
       assert.ok((t.bytesSkippedZero ?? 0) > 0, "zero ranges were skipped");
-      const image = await azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
+      const image = await env.azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
       assert.equal(image.storageProfile?.osDisk?.osState, "Generalized");
       await eventually("upload disk removed", async () => !(await disksLeft()).some((d) => d.includes(`vhd-${name}`)));
     });
