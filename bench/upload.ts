@@ -159,8 +159,13 @@ export async function runOperatorUpload(image: string, kind: "dense" | "sparse",
   }
 }
 
-/** azcopy from its npm package, kept in the user's cache (not a project dependency). */
+/** azcopy from its npm package, kept in the user's cache (not a project dependency); it needs libsecret. */
 async function azcopyBinary(): Promise<string> {
+  const hasLibsecret = await run("dpkg", ["-s", "libsecret-1-0"]).then(() => true, () => false);
+  if (!hasLibsecret) {
+    process.stderr.write("installing Debian's libsecret-1-0, which azcopy needs\n");
+    await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "libsecret-1-0"], { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  }
   const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "azure-image-operator", "azcopy");
   const bin = join(dir, "azcopy");
   if (existsSync(bin)) return bin;
