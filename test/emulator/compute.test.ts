@@ -169,6 +169,26 @@ describe("emulator: Microsoft.Compute with @azure/arm-compute", () => {
     assert.equal(snap.incremental, true);
   });
 
+  it("runs Windows commands: output in the two-entry shape, Sysprep /shutdown stops the VM and never reports success", async () => {
+    await admin(f.emu, "POST", "virtualMachines", { subscriptionId, resourceGroup: rg, name: "win-vm", location, osType: "Windows" });
+    const echo = await f.compute.virtualMachines.runCommand(rg, "win-vm", { commandId: "RunPowerShellScript", script: ["Write-Output 'hello'"] }, fast);
+    assert.deepEqual(echo.value?.map((v) => [v.code, v.message]), [
+      ["ComponentStatus/StdOut/succeeded", "hello\n"],
+      ["ComponentStatus/StdErr/succeeded", ""],
+    ]);
+    const sysprep = f.compute.virtualMachines.runCommand(rg, "win-vm", {
+      commandId: "RunPowerShellScript",
+      script: ["& $env:windir\\system32\\sysprep\\sysprep.exe /generalize /oobe /shutdown /quiet"],
+    }, fast);
+    await sysprep.submitted();
+    await sysprep.poll();
+    assert.equal(sysprep.isDone, false, "the command does not report success");
+    const view = await f.compute.virtualMachines.instanceView(rg, "win-vm");
+    assert.ok(view.statuses?.some((s) => s.code === "PowerState/stopped"), "the guest shut the VM down");
+    const guest = (await admin(f.emu, "GET", "virtualMachines/win-vm")) as { guestDeprovisioned: boolean; generalized: boolean };
+    assert.deepEqual([guest.guestDeprovisioned, guest.generalized], [true, false], "deprovisioned, not yet marked generalized in Azure");
+  });
+
   it("ends an operation Failed when a fault says so, and the SDK reports it", async () => {
     await admin(f.emu, "POST", "faults", { operation: "Microsoft.Compute/images/write", lroFails: true, count: 1, code: "InternalDiskManagementError", message: "An internal disk error occurred." });
     await assert.rejects(
