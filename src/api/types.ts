@@ -22,6 +22,8 @@ export interface GallerySource {
 export interface VhdSource {
   url?: string;
   blobUri?: string;
+  /** Resource ID of the storage account holding blobUri (needed for a gallery version made straight from it). */
+  storageAccountId?: string;
   checksum?: string;
   format?: "auto" | "vhd" | "raw";
 }

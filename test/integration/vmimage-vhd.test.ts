@@ -63,6 +63,31 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     });
   }
 
+  it("registers an existing page blob in place, and relays Azure's refusal of a dynamic VHD", async () => {
+    const container = env.emu.blobs?.service.getContainerClient("vhds");
+    assert.ok(container);
+    await container.createIfNotExists();
+    const urls: Record<string, string> = {};
+    for (const file of ["fixed.vhd", "dynamic.vhd"]) {
+      const bytes = await readFile(join(dir, file));
+      const size = Math.ceil(bytes.length / 512) * 512;
+      const page = container.getPageBlobClient(file);
+      await page.create(size);
+      const padded = Buffer.alloc(size);
+      bytes.copy(padded);
+      for (let off = 0; off < size; off += 4 * MiB) await page.uploadPages(padded.subarray(off, Math.min(size, off + 4 * MiB)), off, Math.min(4 * MiB, size - off));
+      urls[file] = page.url;
+    }
+    await env.apply("blob-fixed", { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd: { blobUri: urls["fixed.vhd"] } }, destination: { managedImage: {} } });
+    await eventually("Ready", async () => ready(await get("blob-fixed"))?.status === "True", 30_000);
+    const image = await env.azure.compute.images.get("rg-vhd", (await get("blob-fixed")).status?.imageId?.split("/").pop() ?? "");
+    assert.equal(image.storageProfile?.osDisk?.blobUri, urls["fixed.vhd"]);
+
+    await env.apply("blob-dynamic", { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd: { blobUri: urls["dynamic.vhd"] } }, destination: { managedImage: {} } });
+    await eventually("Stalled", async () => ready(await get("blob-dynamic"))?.reason === "InvalidParameter", 30_000);
+    assert.match(ready(await get("blob-dynamic"))?.message ?? "", /only fixed VHDs/);
+  });
+
   it("stalls on a checksum mismatch and leaves no disk behind", async () => {
     await apply("vhd-badsum", { url: `${files.url}/fixed.vhd`, checksum: `sha256:${"0".repeat(64)}` });
     await eventually("Stalled", async () => {

@@ -12,7 +12,7 @@ export interface Outcome {
 }
 
 /** Where a new version's bytes come from. */
-export type VersionSource = { imageId: string } | { diskId: string };
+export type VersionSource = { imageId: string } | { diskId: string } | { blob: { uri: string; storageAccountId: string } };
 
 export interface GalleryDeps {
   azure: AzureClients;
@@ -145,7 +145,12 @@ export async function ensureGalleryVersion(
   if (!version) {
     const src = await source();
     if ("health" in src) return src;
-    const storageProfile = "imageId" in src ? { source: { id: src.imageId } } : { osDiskImage: { source: { id: src.diskId } } };
+    const storageProfile =
+      "imageId" in src
+        ? { source: { id: src.imageId } }
+        : "diskId" in src
+          ? { osDiskImage: { source: { id: src.diskId } } }
+          : { osDiskImage: { source: { uri: src.blob.uri, storageAccountId: src.blob.storageAccountId } } };
     await submit(compute.galleryImageVersions.createOrUpdate(rg, g.galleryName, g.imageDefinition, versionName, {
       location: spec.location,
       tags,

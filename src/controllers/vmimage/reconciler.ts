@@ -105,6 +105,11 @@ export class VmImageReconciler {
       const url = vhd.url;
       return this.ensureDestinations(obj, status, () => this.prepareUploadedDisk(obj, status, url));
     }
+    if (vhd?.blobUri) {
+      // An existing page blob is registered in place; Azure checks it is a fixed VHD of whole MiB.
+      const blobUri = vhd.blobUri;
+      return this.ensureDestinations(obj, status, () => Promise.resolve({ blobUri }));
+    }
     if (!market) {
       throw new SourceProblem(
         Reasons.SourceNotSupported,
@@ -143,10 +148,11 @@ export class VmImageReconciler {
   private async ensureDestinations(
     obj: VmImage,
     status: VmImageStatus,
-    prepareDisk: () => Promise<Outcome | { diskId: string }>,
+    prepareDisk: () => Promise<Outcome | PreparedSource>,
     sourceHyperVGeneration?: string,
   ): Promise<Outcome> {
     const dest = obj.spec.destination;
+    const vhdSource = obj.spec.source.vhd;
     await this.ensureResourceGroup(obj);
     const gallery = {
       azure: this.d.azure,
@@ -163,7 +169,12 @@ export class VmImageReconciler {
     }
     const version = await ensureGalleryVersion(gallery, obj, status, async () => {
       const disk = await prepareDisk();
-      return "health" in disk ? disk : { diskId: disk.diskId };
+      if ("health" in disk) return disk;
+      if ("diskId" in disk) return { diskId: disk.diskId };
+      if (!vhdSource?.storageAccountId) {
+        throw new SourceProblem(Reasons.InvalidSpec, "a gallery version made straight from a blob needs spec.source.vhd.storageAccountId (or add a managedImage destination)");
+      }
+      return { blob: { uri: disk.blobUri, storageAccountId: vhdSource.storageAccountId } };
     });
     if (version.health.state === "ready") await this.removeSourceDisk(obj);
     return version;
@@ -206,7 +217,7 @@ export class VmImageReconciler {
   private async ensureManagedImage(
     obj: VmImage,
     status: VmImageStatus,
-    prepareDisk: () => Promise<Outcome | { diskId: string }>,
+    prepareDisk: () => Promise<Outcome | PreparedSource>,
     sourceHyperVGeneration?: string,
   ): Promise<Outcome> {
     const { compute } = this.d.azure;
@@ -242,7 +253,13 @@ export class VmImageReconciler {
         location: spec.location,
         tags: this.tags(obj),
         hyperVGeneration: spec.hyperVGeneration ?? (sourceHyperVGeneration) ?? "V2",
-        storageProfile: { osDisk: { osType: spec.osType, osState: spec.osState ?? "Generalized", managedDisk: { id: disk.diskId } } },
+        storageProfile: {
+          osDisk: {
+            osType: spec.osType,
+            osState: spec.osState ?? "Generalized",
+            ...("diskId" in disk ? { managedDisk: { id: disk.diskId } } : { blobUri: disk.blobUri }),
+          },
+        },
       }),
     );
     await this.event(obj, "Normal", "CreatingImage", `Creating managed image '${name}'.`);
@@ -438,6 +455,9 @@ function transferStatus(task: UploadTask): NonNullable<VmImageStatus["transfer"]
     ...(seconds > 0 ? { bytesPerSecond: Math.round(p.bytesDone / seconds) } : {}),
   };
 }
+
+/** What an image or version is made from: a managed disk, or a page blob registered in place. */
+type PreparedSource = { diskId: string } | { blobUri: string };
 
 function withoutOwner(tags: Record<string, string> | undefined): Record<string, string> {
   return Object.fromEntries(Object.entries(tags ?? {}).filter(([k]) => k !== OWNER_TAG));
