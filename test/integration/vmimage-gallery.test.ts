@@ -92,6 +92,32 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
     assert.match(ready(await get("wrong-os"))?.message ?? "", /osType Windows \(this image: Linux\)/);
   });
 
+  it("makes a managed image from a community gallery image, latest resolved and pinned", async () => {
+    await apply("debian", {
+      source: { gallery: { communityGalleryImageId: "/CommunityGalleries/contoso-1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d/Images/debian-12" } },
+      destination: { managedImage: {} },
+    });
+    await eventually("Ready", () => isReady("debian"), 60_000);
+    assert.equal((await get("debian")).status?.resolvedVersion, "1.0.0");
+  });
+
+  it("publishes one of the subscription's own versions into another definition without a disk", async () => {
+    const sourceId = (await get("web")).status?.galleryImageVersionId ?? "";
+    await apply("web-copy", { source: { gallery: { id: sourceId } }, destination: { gallery: { galleryName: "golden", imageDefinition: "ubuntu-copy" } } });
+    await eventually("Ready", () => isReady("web-copy"), 60_000);
+    const copy = await env.azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu-copy", "1.0.0");
+    assert.equal(copy.storageProfile?.source?.id, sourceId);
+  });
+
+  it("refuses a shared gallery image that is not offered in the location", async () => {
+    await apply("shared-elsewhere", {
+      location: "eastus",
+      source: { gallery: { sharedGalleryImageId: "/SharedGalleries/00000000-0000-0000-0000-000000000000-SHAREDGALLERY/Images/baseline-linux/Versions/2.1.0" } },
+      destination: { managedImage: {} },
+    });
+    await eventually("Stalled", async () => ready(await get("shared-elsewhere"))?.reason === "ImageNotFound", 30_000);
+  });
+
   it("deletes the version (not the shared gallery) with policy Delete", async () => {
     await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "web-next", "--timeout=30s"]);
     await assert.rejects(env.azure.compute.galleryImageVersions.get("rg-gallery", "golden", "ubuntu", "1.0.1"), (e: { statusCode?: number }) => e.statusCode === 404);

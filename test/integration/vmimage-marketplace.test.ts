@@ -78,11 +78,11 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     assert.ok(events.items.some((e) => e.involvedObject.name === "cis" && e.reason === "TermsNotAccepted" && e.type === "Warning"));
   });
 
-  it("reports a missing image and an unsupported source with specific reasons", async () => {
+  it("reports a missing image and an incomplete source with specific reasons", async () => {
     await apply("nosuch", { ...base, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "1.2.3" } }, destination: { managedImage: {} } });
-    await apply("fromgallery", { ...base, source: { gallery: { communityGalleryImageId: "/CommunityGalleries/contoso-1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d/Images/debian-12/Versions/latest" } }, destination: { managedImage: {} } });
+    await apply("emptyvhd", { ...base, source: { vhd: {} }, destination: { managedImage: {} } });
     await eventually("both stalled", async () =>
-      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("fromgallery"))?.reason === "SourceNotSupported", 20_000);
+      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("emptyvhd"))?.reason === "SourceNotSupported", 20_000);
   });
 
   it("deletes the image with policy Delete and keeps it with Retain", async () => {

@@ -11,7 +11,7 @@ export interface Outcome {
   requeueAfterMs?: number;
 }
 
-/** Where a new version's bytes come from. */
+/** Where a new version's bytes come from (imageId: a managed image or another gallery version). */
 export type VersionSource = { imageId: string } | { diskId: string } | { blob: { uri: string; storageAccountId: string } };
 
 export interface GalleryDeps {

@@ -11,6 +11,7 @@ import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { ensureGalleryVersion, type Outcome } from "./gallery.ts";
+import { resolveGalleryImage, type ResolvedGalleryImage } from "./gallery-source.ts";
 import { displayUrl, probeSource, SourceError, type ProbedSource } from "../../vhd/source.ts";
 import { ensureTermsAccepted, resolveMarketplaceImage, SourceProblem, type ResolvedMarketplaceImage } from "./marketplace.ts";
 import type { UploadTask, UploadTasks } from "./uploads.ts";
@@ -110,11 +111,21 @@ export class VmImageReconciler {
       const blobUri = vhd.blobUri;
       return this.ensureDestinations(obj, status, () => Promise.resolve({ blobUri }));
     }
-    if (!market) {
-      throw new SourceProblem(
-        Reasons.SourceNotSupported,
-        `spec.source.${sources[0] ?? ""}${vhd ? " without url" : ""} is not supported by this version of the operator; marketplace sources and vhd.url are.`,
+    const gallerySource = spec.source.gallery;
+    if (gallerySource) {
+      const pinnedVersion = status.observedGeneration === obj.metadata?.generation ? status.resolvedVersion : undefined;
+      const resolved = await resolveGalleryImage(this.d.azure, spec.location, gallerySource, pinnedVersion);
+      status.resolvedVersion = resolved.version;
+      return this.ensureDestinations(
+        obj,
+        status,
+        () => this.prepareImageDisk(obj, { galleryImageReference: resolved.reference }, resolved.version, spec.hyperVGeneration),
+        spec.hyperVGeneration,
+        resolved.ownVersionId,
       );
+    }
+    if (!market) {
+      throw new SourceProblem(Reasons.SourceNotSupported, "spec.source.vhd needs url or blobUri.");
     }
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
@@ -150,6 +161,8 @@ export class VmImageReconciler {
     status: VmImageStatus,
     prepareDisk: () => Promise<Outcome | PreparedSource>,
     sourceHyperVGeneration?: string,
+    /** A gallery version the destination version can be made from directly, without a disk. */
+    sourceVersionId?: string,
   ): Promise<Outcome> {
     const dest = obj.spec.destination;
     const vhdSource = obj.spec.source.vhd;
@@ -168,6 +181,7 @@ export class VmImageReconciler {
       return ensureGalleryVersion(gallery, obj, status, () => Promise.resolve({ imageId }));
     }
     const version = await ensureGalleryVersion(gallery, obj, status, async () => {
+      if (sourceVersionId) return { imageId: sourceVersionId };
       const disk = await prepareDisk();
       if ("health" in disk) return disk;
       if ("diskId" in disk) return { diskId: disk.diskId };
@@ -267,7 +281,22 @@ export class VmImageReconciler {
   }
 
   /** The Marketplace image's OS disk, materialized as a managed disk (createOption FromImage). */
-  private async prepareMarketplaceDisk(obj: VmImage, resolved: ResolvedMarketplaceImage): Promise<Outcome | { diskId: string }> {
+  private prepareMarketplaceDisk(obj: VmImage, resolved: ResolvedMarketplaceImage): Promise<Outcome | { diskId: string }> {
+    return this.prepareImageDisk(
+      obj,
+      { imageReference: { id: resolved.id } },
+      resolved.version,
+      resolved.hyperVGeneration,
+    );
+  }
+
+  /** An OS disk made from a platform or gallery image (createOption FromImage). */
+  private async prepareImageDisk(
+    obj: VmImage,
+    reference: { imageReference: { id: string } } | { galleryImageReference: ResolvedGalleryImage["reference"] },
+    label: string,
+    hyperVGeneration?: string,
+  ): Promise<Outcome | { diskId: string }> {
     const { compute } = this.d.azure;
     const rg = obj.spec.resourceGroup;
     const diskName = this.sourceDiskName(obj);
@@ -277,11 +306,11 @@ export class VmImageReconciler {
         compute.disks.createOrUpdate(rg, diskName, {
           location: obj.spec.location,
           tags: this.tags(obj),
-          creationData: { createOption: "FromImage", imageReference: { id: resolved.id } },
-          ...(resolved.hyperVGeneration ? { hyperVGeneration: resolved.hyperVGeneration } : {}),
+          creationData: { createOption: "FromImage", ...reference },
+          ...(hyperVGeneration ? { hyperVGeneration } : {}),
         }),
       );
-      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${resolved.version}.` }, requeueAfterMs: this.d.pollMs };
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${label}.` }, requeueAfterMs: this.d.pollMs };
     }
     const state = (disk.provisioningState ?? "").toLowerCase();
     if (state === "failed") throw new AzureError("Retryable", "DiskCreationFailed", `Azure reports disk '${diskName}' as Failed.`);

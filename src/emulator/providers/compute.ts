@@ -283,6 +283,14 @@ async function buildDisk(emu: Emulator, req: ArmRequest, type: string, existing:
       break;
     }
     case "FromImage": {
+      if (isObject(cd.galleryImageReference)) {
+        const found = galleryImageFor(emu, cd.galleryImageReference, location);
+        sizeBytes = found.sizeBytes;
+        extra.osType = found.osType;
+        extra.hyperVGeneration = found.hyperVGeneration;
+        blobAction = async () => blobs?.createVhd(DISK_CONTAINER, blob, sizeBytes);
+        break;
+      }
       const ref = isObject(cd.imageReference) ? cd.imageReference.id : undefined;
       if (typeof ref !== "string") throw missingProperty("properties.creationData.imageReference.id");
       const image = marketplaceImage(emu, ref);
@@ -330,6 +338,40 @@ async function buildDisk(emu: Emulator, req: ArmRequest, type: string, existing:
     internal: { blob },
   };
   return { resource, blobAction };
+}
+
+/**
+ * The gallery image version a disk is made from: one of the subscription's own (by resource id, and
+ * replicated to the disk's region) or a shared or community gallery version from the catalog (by its
+ * unique id, offered in the region).
+ */
+function galleryImageFor(emu: Emulator, ref: Json, location: string): { sizeBytes: number; osType: string; hyperVGeneration: string } {
+  const target = "properties.creationData.galleryImageReference";
+  if (typeof ref.id === "string") {
+    const version = emu.store.get(ref.id);
+    if (version?.type !== "Microsoft.Compute/galleries/images/versions") throw invalidParameter(`${target}.id`, `The gallery image version '${ref.id}' was not found.`);
+    const regions = ((props(view(version)).publishingProfile as Json | undefined)?.targetRegions as Json[] | undefined) ?? [];
+    if (!regions.some((r) => normalizeLocation(String(r.name)) === location)) {
+      throw invalidParameter(`${target}.id`, `The gallery image version '${ref.id}' is not replicated to region '${location}'.`);
+    }
+    const def = emu.store.get(version.id.split("/").slice(0, -2).join("/"));
+    const defProps = def ? props(view(def)) : {};
+    const size = Number(((props(view(version)).storageProfile as Json | undefined)?.osDiskImage as Json | undefined)?.sizeInGB ?? 30);
+    const text = (v: unknown, fallback: string) => (typeof v === "string" ? v : fallback);
+    return { sizeBytes: size * GiB, osType: text(defProps.osType, "Linux"), hyperVGeneration: text(defProps.hyperVGeneration, "V1") };
+  }
+  const unique = typeof ref.communityGalleryImageId === "string" ? ref.communityGalleryImageId : ref.sharedGalleryImageId;
+  const kind = typeof ref.communityGalleryImageId === "string" ? "community" : "shared";
+  if (typeof unique !== "string") throw missingProperty(`${target}.id`);
+  const m = /^\/(?:Community|Shared)Galleries\/([^/]+)\/Images\/([^/]+)\/Versions\/([^/]+)$/i.exec(unique);
+  const found = m
+    ? emu.galleryCatalog.find(
+        (g) => g.kind === kind && g.gallery.toLowerCase() === (m[1] ?? "").toLowerCase() && g.image.toLowerCase() === (m[2] ?? "").toLowerCase() &&
+          g.version === m[3] && normalizeLocation(g.location) === location,
+      )
+    : undefined;
+  if (!found) throw invalidParameter(`${target}.${kind}GalleryImageId`, `The ${kind} gallery image version '${unique}' is not available in region '${location}'.`);
+  return { sizeBytes: (found.diskSizeGB ?? 30) * GiB, osType: found.osType, hyperVGeneration: found.hyperVGeneration };
 }
 
 function vmInstanceView(vm: StoredResource): Json {
