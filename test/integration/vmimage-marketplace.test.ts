@@ -45,6 +45,23 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     assert.deepEqual(conditions, ["Ready"], "Reconciling and Stalled are gone once Ready");
   });
 
+  it("observes a Ready image with reads only: no write to Azure when nothing changed", async () => {
+    const counters = async () => (await (await fetch(`${env.emu.baseUrl}/admin/counters`)).json()) as Record<string, number>;
+    await fetch(`${env.emu.baseUrl}/admin/counters`, { method: "DELETE" });
+    for (let i = 0; i < 3; i++) {
+      await env.kube.patch(env.path("ubuntu"), { metadata: { annotations: { "azureimages.dev/observe": `pass-${i}` } } }, MERGE_PATCH);
+      await eventually("observed", async () => {
+        const c = await counters();
+        return (c["Microsoft.Compute/images/read 200"] ?? 0) >= i + 1;
+      });
+    }
+    const c = await counters();
+    const arm = Object.entries(c).filter(([k]) => !k.startsWith("admin/"));
+    assert.deepEqual(arm.filter(([k]) => !k.includes("/read ")), [], `only reads: ${JSON.stringify(c)}`);
+    // One read per pass: the image itself.
+    assert.deepEqual(arm, [["Microsoft.Compute/images/read 200", 3]]);
+  });
+
   it("heals an image deleted out of band", async () => {
     const obj = await get("ubuntu");
     const name = obj.status?.imageId?.split("/").pop() ?? "";

@@ -129,6 +129,14 @@ export class VmImageReconciler {
     }
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
+    const hasDestination = Boolean(spec.destination.managedImage ?? spec.destination.gallery);
+    if (hasDestination && isSteady(obj) && status.resolvedVersion) {
+      // Ready and pinned: the Marketplace is consulted again only if the outputs must be remade.
+      const pinnedVersion = status.resolvedVersion;
+      return this.ensureDestinations(obj, status, async () =>
+        this.prepareMarketplaceDisk(obj, await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinnedVersion })),
+      );
+    }
     const pinned = status.observedGeneration === obj.metadata?.generation ? status.resolvedVersion : undefined;
     const resolved = await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinned ?? market.version ?? "latest" });
     if (resolved.version !== status.resolvedVersion) {
@@ -144,7 +152,7 @@ export class VmImageReconciler {
     } else {
       delete status.plan;
     }
-    if (!spec.destination.managedImage && !spec.destination.gallery) {
+    if (!hasDestination) {
       status.imageReference = { publisher: market.publisher, offer: market.offer, sku: market.sku, version: resolved.version };
       return { health: { state: "ready", reason: Reasons.Available, message: `Marketplace image ${resolved.version} is available.` }, requeueAfterMs: this.d.driftCheckMs };
     }
@@ -166,7 +174,9 @@ export class VmImageReconciler {
   ): Promise<Outcome> {
     const dest = obj.spec.destination;
     const vhdSource = obj.spec.source.vhd;
-    await this.ensureResourceGroup(obj);
+    // A Ready object is observed with reads of its outputs only; the rest is checked when something is missing.
+    const steady = isSteady(obj);
+    if (!steady) await this.ensureResourceGroup(obj);
     const gallery = {
       azure: this.d.azure,
       ownerTag: OWNER_TAG,
@@ -190,7 +200,7 @@ export class VmImageReconciler {
       }
       return { blob: { uri: disk.blobUri, storageAccountId: vhdSource.storageAccountId } };
     });
-    if (version.health.state === "ready") await this.removeSourceDisk(obj);
+    if (version.health.state === "ready" && !steady) await this.removeSourceDisk(obj);
     return version;
   }
 
@@ -253,7 +263,7 @@ export class VmImageReconciler {
       }
       status.imageId = image.id;
       status.imageReference = { id: image.id };
-      await this.removeSourceDisk(obj);
+      if (!isSteady(obj)) await this.removeSourceDisk(obj);
       if (!isDeepStrictEqual(withoutOwner(image.tags), spec.tags ?? {})) {
         await submit(compute.images.update(rg, name, { tags: this.tags(obj) }));
       }
@@ -483,6 +493,12 @@ function transferStatus(task: UploadTask): NonNullable<VmImageStatus["transfer"]
     startedAt: timestamp(task.startedAt.getTime()),
     ...(seconds > 0 ? { bytesPerSecond: Math.round(p.bytesDone / seconds) } : {}),
   };
+}
+
+/** Ready for the current generation: the last pass found everything in place. */
+function isSteady(obj: VmImage): boolean {
+  const ready = findCondition(obj.status?.conditions, READY);
+  return ready?.status === "True" && ready.observedGeneration === obj.metadata?.generation;
 }
 
 /** What an image or version is made from: a managed disk, or a page blob registered in place. */
