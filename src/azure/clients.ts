@@ -5,6 +5,7 @@ import { MarketplaceOrderingAgreements } from "@azure/arm-marketplaceordering";
 import { ResourceManagementClient } from "@azure/arm-resources";
 import { ClientSecretCredential, DefaultAzureCredential, WorkloadIdentityCredential, type TokenCredential } from "@azure/identity";
 import type { AzureConfig } from "../config.ts";
+import { ArmRateLimiter } from "./rate-limit.ts";
 
 /** The SDK clients the controllers use, for one subscription. */
 export interface AzureClients {
@@ -39,15 +40,22 @@ export function trustCaFile(path: string): void {
   setDefaultCACertificates([...getCACertificates("default"), ...certs]);
 }
 
-export function createAzureClients(cfg: AzureConfig, credential: TokenCredential = createCredential(cfg)): AzureClients {
+/**
+ * SDK clients for the configured subscription. Every ARM call goes through `limiter` (one per
+ * process), which keeps the operator under ARM's throttling buckets.
+ */
+export function createAzureClients(
+  cfg: AzureConfig,
+  credential: TokenCredential = createCredential(cfg),
+  limiter: ArmRateLimiter = new ArmRateLimiter(),
+): AzureClients {
   if (!cfg.subscriptionId) throw new Error("AZURE_SUBSCRIPTION_ID is not set");
   const endpoint = cfg.resourceManagerEndpoint?.replace(/\/$/, "");
   const modular = endpoint ? { endpoint } : {};
-  return {
-    subscriptionId: cfg.subscriptionId,
-    compute: new ComputeManagementClient(credential, cfg.subscriptionId, modular),
-    resources: new ResourceManagementClient(credential, cfg.subscriptionId, modular),
-    // AutoRest clients take the request host and the token audience separately.
-    terms: new MarketplaceOrderingAgreements(credential, cfg.subscriptionId, endpoint ? { $host: endpoint, endpoint } : {}),
-  };
+  const compute = new ComputeManagementClient(credential, cfg.subscriptionId, modular);
+  const resources = new ResourceManagementClient(credential, cfg.subscriptionId, modular);
+  // AutoRest clients take the request host and the token audience separately.
+  const terms = new MarketplaceOrderingAgreements(credential, cfg.subscriptionId, endpoint ? { $host: endpoint, endpoint } : {});
+  for (const client of [compute, resources, terms]) client.pipeline.addPolicy(limiter.policy(), { phase: "Retry" });
+  return { subscriptionId: cfg.subscriptionId, compute, resources, terms };
 }

@@ -1,6 +1,7 @@
 import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
 import type { VmImage } from "../../src/api/types.ts";
 import { createAzureClients, type AzureClients } from "../../src/azure/clients.ts";
+import type { ArmRateLimiter } from "../../src/azure/rate-limit.ts";
 import { registerControllers } from "../../src/controllers/index.ts";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/index.ts";
 import { ControlPlane } from "../../src/localstack/control-plane.ts";
@@ -25,7 +26,7 @@ export class OperatorEnv {
   azure!: AzureClients;
   private manager!: Manager;
 
-  static async start(emulator: EmulatorOptions = {}): Promise<OperatorEnv> {
+  static async start(emulator: EmulatorOptions = {}, limiter?: ArmRateLimiter): Promise<OperatorEnv> {
     const env = new OperatorEnv();
     env.cp = await ControlPlane.start();
     await installCrds(env.cp.kubeConfig());
@@ -36,7 +37,11 @@ export class OperatorEnv {
       clients: [{ tenantId: credentials.tenantId, clientId: credentials.clientId, secret: credentials.clientSecret }],
     });
     env.kube = clientFor(env.cp);
-    env.azure = createAzureClients({ ...credentials, federatedTokenFile: undefined, authorityHost: env.emu.baseUrl, resourceManagerEndpoint: env.emu.baseUrl, caFile: undefined });
+    env.azure = createAzureClients(
+      { ...credentials, federatedTokenFile: undefined, authorityHost: env.emu.baseUrl, resourceManagerEndpoint: env.emu.baseUrl, caFile: undefined },
+      undefined,
+      limiter,
+    );
     const log = testLogger();
     const metrics = new Metrics();
     env.manager = new Manager({ client: clientFor(env.cp), log, metrics });
