@@ -2,6 +2,7 @@ import type { GallerySource } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { classify } from "../../azure/errors.ts";
 import { SourceProblem } from "./marketplace.ts";
+import { compareVersions, normalizeRegion } from "./versions.ts";
 
 /** A gallery image version, verified to exist in the location, as a disk references it. */
 export interface ResolvedGalleryImage {
@@ -11,17 +12,6 @@ export interface ResolvedGalleryImage {
   ownVersionId?: string;
 }
 
-const normalize = (region: string) => region.replace(/\s+/g, "").toLowerCase();
-
-function compareVersions(a: string, b: string): number {
-  const pa = a.split(".").map(Number);
-  const pb = b.split(".").map(Number);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
 
 const newest = (names: string[]): string | undefined => [...names].sort(compareVersions).at(-1);
 
@@ -47,8 +37,8 @@ export async function resolveGalleryImage(
       if (!m) throw new SourceProblem("InvalidSpec", `'${src.id}' is not the resource ID of a gallery image version`);
       const [, rg = "", gallery = "", image = "", version = ""] = m;
       const found = await azure.compute.galleryImageVersions.get(rg, gallery, image, version);
-      const regions = (found.publishingProfile?.targetRegions ?? []).map((t) => normalize(t.name));
-      if (!regions.includes(normalize(location))) {
+      const regions = (found.publishingProfile?.targetRegions ?? []).map((t) => normalizeRegion(t.name));
+      if (!regions.includes(normalizeRegion(location))) {
         throw new SourceProblem("ImageNotFound", `Gallery image version '${src.id}' is not replicated to ${location}.`);
       }
       return { version, reference: { id: found.id ?? src.id }, ownVersionId: found.id ?? src.id };

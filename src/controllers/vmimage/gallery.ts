@@ -4,6 +4,7 @@ import type { VmImage, VmImageStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
 import type { Health } from "../../runtime/conditions.ts";
+import { compareVersions, normalizeRegion } from "./versions.ts";
 
 /** A verdict of one reconcile pass. */
 export interface Outcome {
@@ -22,17 +23,6 @@ export interface GalleryDeps {
   event: (type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
 }
 
-const normalize = (region: string) => region.replace(/\s+/g, "").toLowerCase();
-
-function compareVersions(a: string, b: string): number {
-  const pa = a.split(".").map(Number);
-  const pb = b.split(".").map(Number);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
 
 async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
   try {
@@ -48,7 +38,7 @@ function desiredProfile(obj: VmImage): { targetRegions: AzureTargetRegion[]; exc
   const regions = g?.targetRegions?.length ? g.targetRegions : [{ name: obj.spec.location }];
   return {
     targetRegions: regions.map((r) => ({
-      name: normalize(r.name),
+      name: normalizeRegion(r.name),
       regionalReplicaCount: r.replicaCount ?? 1,
       storageAccountType: r.storageAccountType ?? "Standard_LRS",
     })),
@@ -60,7 +50,7 @@ function desiredProfile(obj: VmImage): { targetRegions: AzureTargetRegion[]; exc
 function comparableProfile(p: { targetRegions?: AzureTargetRegion[]; excludeFromLatest?: boolean; endOfLifeDate?: Date }): unknown {
   return {
     regions: (p.targetRegions ?? [])
-      .map((t) => [normalize(t.name), t.regionalReplicaCount ?? 1, t.storageAccountType ?? "Standard_LRS"])
+      .map((t) => [normalizeRegion(t.name), t.regionalReplicaCount ?? 1, t.storageAccountType ?? "Standard_LRS"])
       .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
     excludeFromLatest: p.excludeFromLatest ?? false,
     endOfLifeDate: p.endOfLifeDate ? new Date(p.endOfLifeDate).toISOString() : undefined,
