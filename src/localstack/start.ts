@@ -80,13 +80,17 @@ async function main(): Promise<number> {
       say("Ctrl-C stops everything.");
       say("");
     }
+    // Handlers stay installed: a second Ctrl-C (or a signal sent to the whole process group) must not
+    // cut the clean-up short and leave servers or folders behind.
+    let stopping = false;
     const stopSignal = new Promise<string>((resolve) => {
-      process.once("SIGINT", () => {
-        resolve("SIGINT");
-      });
-      process.once("SIGTERM", () => {
-        resolve("SIGTERM");
-      });
+      for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        process.on(signal, () => {
+          if (stopping) say("Still stopping...");
+          stopping = true;
+          resolve(signal);
+        });
+      }
     });
     const first = await Promise.race([exited.then(([code]) => `operator exited with ${String(code)}`), stopSignal]);
     say(`Stopping (${first})...`);
