@@ -197,7 +197,11 @@ export function readVhdFooter(footer: Buffer): VhdFooterInfo {
   return { valid: true, diskType, currentSize };
 }
 
-/** A fixed-VHD footer for a disk of `size` bytes (CHS geometry per the VHD specification). */
+/**
+ * A fixed-VHD footer for a disk of `size` bytes (CHS geometry per the VHD specification). The operator
+ * has its own (src/vhd): the emulator imports nothing from the operator, so that it stays an independent
+ * stand-in for Azure rather than agreeing with the operator by construction.
+ */
 export function fixedVhdFooter(size: number): Buffer {
   const f = Buffer.alloc(512);
   f.write("conectix", 0, "latin1");
