@@ -35,6 +35,8 @@ export interface Config {
   logLevel: LogLevel;
   workers: number;
   resyncPeriodMs: number;
+  /** How soon a running Azure operation is looked at again. */
+  pollMs: number;
   azure: AzureConfig;
 }
 
@@ -49,6 +51,7 @@ const options = {
   "log-level": { type: "string" },
   workers: { type: "string" },
   "resync-period": { type: "string" },
+  "poll-interval": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -65,6 +68,7 @@ Flags (each also read from the environment variable in brackets):
   --log-level LEVEL                   trace|debug|info|warn|error [LOG_LEVEL]; default info
   --workers N                         concurrent reconciles per controller [WORKERS]; default 2
   --resync-period DURATION            re-check every object this often (e.g. 10m) [RESYNC_PERIOD]; default 10m
+  --poll-interval DURATION            look again at a running Azure operation after [POLL_INTERVAL]; default 5s
 
 Azure (environment, as @azure/identity names them):
   AZURE_SUBSCRIPTION_ID, AZURE_TENANT_ID, AZURE_CLIENT_ID,
@@ -103,6 +107,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config & { h
     logLevel,
     workers,
     resyncPeriodMs: parseDuration(values["resync-period"] ?? env.RESYNC_PERIOD ?? "10m"),
+    pollMs: parseDuration(values["poll-interval"] ?? env.POLL_INTERVAL ?? "5s"),
     azure: {
       subscriptionId: orUndefined(env.AZURE_SUBSCRIPTION_ID),
       tenantId: orUndefined(env.AZURE_TENANT_ID),

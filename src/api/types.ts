@@ -115,23 +115,89 @@ export interface VmImage extends KubernetesObject {
   status?: VmImageStatus;
 }
 
-export interface ImageCaptureSpec {
-  subscriptionId?: string;
-  vm: { resourceGroup: string; name: string };
+/** What the shared destination code needs to know of the object that owns the outputs. */
+export interface DestinationSpec {
+  location: string;
+  resourceGroup: string;
   osType: OsType;
-  imageType?: "OS" | "VM";
-  generalize?: { mode?: "RunCommand" | "AlreadyGeneralized" | "Specialized" };
+  osState?: "Generalized" | "Specialized";
+  hyperVGeneration?: "V1" | "V2";
   destination: ImageDestination;
-  deletionPolicy?: DeletionPolicy;
+  tags?: Record<string, string>;
 }
 
-export interface ImageCaptureStatus {
+/** The status fields the shared destination code writes. */
+export type DestinationStatus = Pick<VmImageStatus, "imageId" | "galleryImageVersionId" | "galleryImageVersion" | "replication" | "imageReference">;
+
+export type GeneralizeMode = "RunCommand" | "AlreadyGeneralized" | "None";
+
+export interface ImageCaptureSpec {
+  subscriptionId?: string;
+  virtualMachine: { id?: string; resourceGroup?: string; name?: string };
+  osType?: OsType;
+  generalize?: { mode?: GeneralizeMode; script?: string[]; timeoutSeconds?: number };
+  backup?: { enabled?: boolean; retain?: boolean };
+  includeDataDisks?: boolean;
+  /** Resource group of the outputs (default: the VM's). */
+  resourceGroup?: string;
+  destination: ImageDestination;
+  afterCapture?: "Deallocate" | "Delete";
+  deletionPolicy?: DeletionPolicy;
+  tags?: Record<string, string>;
+}
+
+export const CAPTURE_STEPS = [
+  "Validate",
+  "Backup",
+  "Generalize",
+  "Deallocate",
+  "MarkGeneralized",
+  "CreateImage",
+  "CreateGalleryVersion",
+  "Replicate",
+  "Cleanup",
+] as const;
+export type CaptureStepName = (typeof CAPTURE_STEPS)[number];
+export type StepState = "Pending" | "Running" | "Succeeded" | "Failed" | "Skipped";
+
+export interface CaptureStep {
+  name: CaptureStepName;
+  state: StepState;
+  startedAt?: string;
+  finishedAt?: string;
+  message?: string;
+}
+
+/** The VM as Validate found it; later steps work from this record, not from the VM. */
+export interface CapturedVm {
+  id: string;
+  location: string;
+  osType: OsType;
+  hyperVGeneration: "V1" | "V2";
+  osDiskId: string;
+  dataDisks: Array<{ lun: number; id: string }>;
+}
+
+export interface CaptureSnapshot {
+  /** Absent for the OS disk. */
+  lun?: number;
+  diskId: string;
+  id: string;
+}
+
+export interface ImageCaptureStatus extends DestinationStatus {
   observedGeneration?: number;
-  step?: string;
+  /** The generation the capture started with; the spec may not change after that. */
+  startedGeneration?: number;
   conditions?: Condition[];
+  currentStep?: string;
+  steps?: CaptureStep[];
+  virtualMachine?: CapturedVm;
+  snapshots?: CaptureSnapshot[];
   snapshotIds?: string[];
-  imageId?: string;
-  galleryImageVersionId?: string;
+  /** The Run Command in flight, as the SDK's poller serializes it (operation URLs, no secrets). */
+  runCommandOperation?: string;
+  lastError?: { code: string; message: string };
 }
 
 export interface ImageCapture extends KubernetesObject {

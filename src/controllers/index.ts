@@ -1,5 +1,5 @@
-import { GROUP, VERSION, VMIMAGE } from "../api/group.ts";
-import type { VmImage } from "../api/types.ts";
+import { GROUP, IMAGECAPTURE, VERSION, VMIMAGE } from "../api/group.ts";
+import type { ImageCapture, VmImage } from "../api/types.ts";
 import type { AzureClients } from "../azure/clients.ts";
 import { Controller } from "../runtime/controller.ts";
 import { EventRecorder } from "../runtime/events.ts";
@@ -9,6 +9,7 @@ import type { Logger } from "../runtime/logger.ts";
 import type { Manager } from "../runtime/manager.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { specOrMetadataChanged } from "../runtime/predicates.ts";
+import { ImageCaptureReconciler } from "./imagecapture/reconciler.ts";
 import { VmImageReconciler } from "./vmimage/reconciler.ts";
 import { UploadTasks } from "./vmimage/uploads.ts";
 
@@ -26,7 +27,9 @@ export function registerControllers(
   deps: { kube: KubeClient; azure: AzureClients; log: Logger; metrics: Metrics },
   settings: ControllerSettings,
 ): void {
-  const ref: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural, ...(settings.namespace ? { namespace: settings.namespace } : {}) };
+  const scope = settings.namespace ? { namespace: settings.namespace } : {};
+  const events = new EventRecorder(deps.kube, "azure-image-operator", deps.log);
+  const ref: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural, ...scope };
   const informer = new Informer<VmImage>(deps.kube, ref, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
   const uploads = new UploadTasks();
   manager.onStop(() => {
@@ -46,7 +49,7 @@ export function registerControllers(
     ref,
     informer,
     azure: deps.azure,
-    events: new EventRecorder(deps.kube, "azure-image-operator", deps.log),
+    events,
     driftCheckMs: settings.resyncPeriodMs,
     pollMs: settings.pollMs ?? 5_000,
     uploads,
@@ -56,4 +59,28 @@ export function registerControllers(
   });
   manager.addInformer(informer);
   manager.addController(controller);
+
+  const captureRef: ResourceRef = { group: GROUP, version: VERSION, plural: IMAGECAPTURE.plural, ...scope };
+  const captureInformer = new Informer<ImageCapture>(deps.kube, captureRef, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
+  const captures = new ImageCaptureReconciler({
+    kube: deps.kube,
+    ref: captureRef,
+    informer: captureInformer,
+    azure: deps.azure,
+    events,
+    driftCheckMs: settings.resyncPeriodMs,
+    pollMs: settings.pollMs ?? 5_000,
+  });
+  manager.addInformer(captureInformer);
+  manager.addController(
+    new Controller<ImageCapture>({
+      name: "imagecapture",
+      informer: captureInformer,
+      log: deps.log,
+      workers: settings.workers,
+      updatePredicates: specOrMetadataChanged,
+      metrics: deps.metrics.forController("imagecapture"),
+      reconcile: (req, ctx) => captures.reconcile(req, ctx),
+    }),
+  );
 }

@@ -1,5 +1,5 @@
-import { GROUP, VERSION, VMIMAGE } from "../../src/api/group.ts";
-import type { VmImage } from "../../src/api/types.ts";
+import { GROUP, IMAGECAPTURE, VERSION, VMIMAGE } from "../../src/api/group.ts";
+import type { ImageCapture, VmImage } from "../../src/api/types.ts";
 import { createAzureClients, type AzureClients } from "../../src/azure/clients.ts";
 import type { ArmRateLimiter } from "../../src/azure/rate-limit.ts";
 import { registerControllers } from "../../src/controllers/index.ts";
@@ -13,7 +13,8 @@ import { kubectl } from "./kubectl.ts";
 import { clientFor, testLogger } from "./runtime-fixture.ts";
 
 const ref = { group: GROUP, version: VERSION, plural: VMIMAGE.plural };
-const credentials = { subscriptionId: "00000000-0000-0000-0000-0000000000a1", tenantId: "00000000-0000-0000-0000-0000000000a2", clientId: "00000000-0000-0000-0000-0000000000a3", clientSecret: "operator-test" };
+const captureRef = { group: GROUP, version: VERSION, plural: IMAGECAPTURE.plural };
+export const credentials = { subscriptionId: "00000000-0000-0000-0000-0000000000a1", tenantId: "00000000-0000-0000-0000-0000000000a2", clientId: "00000000-0000-0000-0000-0000000000a3", clientSecret: "operator-test" };
 
 /**
  * The operator as it runs for real, in this process: a kube-apiserver with the CRDs, the Azure
@@ -28,39 +29,60 @@ export class OperatorEnv {
 
   static async start(emulator: EmulatorOptions = {}, limiter?: ArmRateLimiter): Promise<OperatorEnv> {
     const env = new OperatorEnv();
-    env.cp = await ControlPlane.start();
-    await installCrds(env.cp.kubeConfig());
-    env.emu = await startEmulator({
+    try {
+      await env.boot(emulator, limiter);
+    } catch (err) {
+      // A half-started environment leaves nothing running behind it.
+      await env.stop().catch(() => undefined);
+      throw err;
+    }
+    return env;
+  }
+
+  private async boot(emulator: EmulatorOptions, limiter: ArmRateLimiter | undefined): Promise<void> {
+    this.cp = await ControlPlane.start();
+    await installCrds(this.cp.kubeConfig());
+    this.emu = await startEmulator({
       operationDurationMs: 100,
       retryAfterSeconds: 0,
       ...emulator,
       clients: [{ tenantId: credentials.tenantId, clientId: credentials.clientId, secret: credentials.clientSecret }],
     });
-    env.kube = clientFor(env.cp);
-    env.azure = createAzureClients(
-      { ...credentials, federatedTokenFile: undefined, authorityHost: env.emu.baseUrl, resourceManagerEndpoint: env.emu.baseUrl, caFile: undefined },
+    this.kube = clientFor(this.cp);
+    this.azure = createAzureClients(
+      { ...credentials, federatedTokenFile: undefined, authorityHost: this.emu.baseUrl, resourceManagerEndpoint: this.emu.baseUrl, caFile: undefined },
       undefined,
       limiter,
     );
     const log = testLogger();
     const metrics = new Metrics();
-    env.manager = new Manager({ client: clientFor(env.cp), log, metrics });
-    registerControllers(env.manager, { kube: clientFor(env.cp), azure: env.azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
-    await env.manager.start();
-    return env;
+    this.manager = new Manager({ client: clientFor(this.cp), log, metrics });
+    registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
+    await this.manager.start();
   }
 
   async stop(): Promise<void> {
-    await this.manager.stop();
-    this.kube.close();
-    await this.emu.stop();
-    await this.cp.stop();
+    // Each part may be missing when start failed half-way.
+    await (this.manager as Manager | undefined)?.stop();
+    (this.kube as KubeClient | undefined)?.close();
+    await (this.emu as Emulator | undefined)?.stop();
+    await (this.cp as ControlPlane | undefined)?.stop();
   }
 
   /** kubectl apply of a VmImage in namespace default. */
   async apply(name: string, spec: Record<string, unknown>): Promise<void> {
     const manifest = { apiVersion: `${GROUP}/${VERSION}`, kind: VMIMAGE.kind, metadata: { name, namespace: "default" }, spec };
     await kubectl(this.cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
+  }
+
+  /** kubectl apply of an ImageCapture in namespace default. */
+  async applyCapture(name: string, spec: Record<string, unknown>): Promise<void> {
+    const manifest = { apiVersion: `${GROUP}/${VERSION}`, kind: IMAGECAPTURE.kind, metadata: { name, namespace: "default" }, spec };
+    await kubectl(this.cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(manifest));
+  }
+
+  getCapture(name: string): Promise<ImageCapture> {
+    return this.kube.get<ImageCapture>(objectPath(captureRef, "default", name));
   }
 
   get(name: string): Promise<VmImage> {
@@ -72,4 +94,4 @@ export class OperatorEnv {
   }
 }
 
-export const readyCondition = (o: VmImage) => o.status?.conditions?.find((c) => c.type === "Ready");
+export const readyCondition = (o: VmImage | ImageCapture) => o.status?.conditions?.find((c) => c.type === "Ready");

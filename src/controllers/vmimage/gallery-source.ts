@@ -2,7 +2,7 @@ import type { GallerySource } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { classify } from "../../azure/errors.ts";
 import { SourceProblem } from "./marketplace.ts";
-import { compareVersions, normalizeRegion } from "./versions.ts";
+import { compareVersions, normalizeRegion } from "../shared/versions.ts";
 
 /** A gallery image version, verified to exist in the location, as a disk references it. */
 export interface ResolvedGalleryImage {

@@ -1,4 +1,3 @@
-import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
 import { FINALIZER, Reasons } from "../../api/group.ts";
 import type { VmImage, VmImageStatus } from "../../api/types.ts";
@@ -10,7 +9,9 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
-import { ensureGalleryVersion, type Outcome } from "./gallery.ts";
+import { ensureGalleryVersion, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
+import { ensureManagedImage } from "../shared/managed-image.ts";
+import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { resolveGalleryImage, type ResolvedGalleryImage } from "./gallery-source.ts";
 import { displayUrl, probeSource, SourceError, type ProbedSource } from "../../vhd/source.ts";
 import { ensureTermsAccepted, resolveMarketplaceImage, SourceProblem, type ResolvedMarketplaceImage } from "./marketplace.ts";
@@ -31,16 +32,9 @@ export interface VmImageReconcilerDeps {
   requeue: (key: string) => void;
 }
 
-/** Tag set on every Azure resource the operator creates: the uid of the owning object. */
-export const OWNER_TAG = "azureimages.dev-owner";
-
-/** Azure names: letters, digits, `-`, `_`, `.`; deterministic from namespace, name and uid. */
+/** The managed image's name: the one the spec gives, or one derived from namespace, name and uid. */
 export function managedImageName(obj: VmImage): string {
-  const explicit = obj.spec.destination.managedImage?.name;
-  if (explicit) return explicit;
-  const base = `${obj.metadata?.namespace ?? "default"}-${obj.metadata?.name ?? ""}`.replace(/[^A-Za-z0-9_.-]/g, "-");
-  const uid = (obj.metadata?.uid ?? "").slice(0, 8);
-  return `${base.slice(0, 70)}-${uid}`;
+  return obj.spec.destination.managedImage?.name || azureName(obj.metadata);
 }
 
 /**
@@ -177,20 +171,15 @@ export class VmImageReconciler {
     // A Ready object is observed with reads of its outputs only; the rest is checked when something is missing.
     const steady = isSteady(obj);
     if (!steady) await this.ensureResourceGroup(obj);
-    const gallery = {
-      azure: this.d.azure,
-      ownerTag: OWNER_TAG,
-      pollMs: this.d.pollMs,
-      driftCheckMs: this.d.driftCheckMs,
-      event: (type: "Normal" | "Warning", reason: string, message: string) => this.event(obj, type, reason, message),
-    };
+    const gallery = this.destinationDeps(obj);
+    const target = { kind: "VmImage", ...obj };
     if (dest.managedImage) {
       const image = await this.ensureManagedImage(obj, status, prepareDisk, sourceHyperVGeneration);
       if (image.health.state !== "ready" || !dest.gallery) return image;
       const imageId = status.imageId ?? "";
-      return ensureGalleryVersion(gallery, obj, status, () => Promise.resolve({ imageId }));
+      return ensureGalleryVersion(gallery, target, status, () => Promise.resolve({ imageId }));
     }
-    const version = await ensureGalleryVersion(gallery, obj, status, async () => {
+    const version = await ensureGalleryVersion(gallery, target, status, async () => {
       if (sourceVersionId) return { imageId: sourceVersionId };
       const disk = await prepareDisk();
       if ("health" in disk) return disk;
@@ -244,39 +233,12 @@ export class VmImageReconciler {
     prepareDisk: () => Promise<Outcome | PreparedSource>,
     sourceHyperVGeneration?: string,
   ): Promise<Outcome> {
-    const { compute } = this.d.azure;
     const spec = obj.spec;
-    const rg = spec.resourceGroup;
-    const name = managedImageName(obj);
-
-    const image = await getOrUndefined(compute.images.get(rg, name));
-    if (image) {
-      if (image.tags?.[OWNER_TAG] !== obj.metadata?.uid) {
-        throw new AzureError("Terminal", "ResourceNotOwned", `Managed image '${name}' in resource group '${rg}' exists and was not created for this VmImage; choose another spec.destination.managedImage.name.`);
-      }
-      const state = (image.provisioningState ?? "Succeeded").toLowerCase();
-      if (state === "failed") {
-        throw new AzureError("Terminal", "ImageCreationFailed", `Azure reports managed image '${name}' as Failed.`);
-      }
-      if (state !== "succeeded") {
-        return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Managed image '${name}' is ${image.provisioningState ?? ""}.` }, requeueAfterMs: this.d.pollMs };
-      }
-      status.imageId = image.id;
-      status.imageReference = { id: image.id };
-      if (!isSteady(obj)) await this.removeSourceDisk(obj);
-      if (!isDeepStrictEqual(withoutOwner(image.tags), spec.tags ?? {})) {
-        await submit(compute.images.update(rg, name, { tags: this.tags(obj) }));
-      }
-      return { health: { state: "ready", reason: Reasons.Available, message: `Managed image '${name}' exists.` }, requeueAfterMs: this.d.driftCheckMs };
-    }
-
-    const disk = await prepareDisk();
-    if ("health" in disk) return disk;
-    await submit(
-      compute.images.createOrUpdate(rg, name, {
-        location: spec.location,
-        tags: this.tags(obj),
-        hyperVGeneration: spec.hyperVGeneration ?? (sourceHyperVGeneration) ?? "V2",
+    const outcome = await ensureManagedImage(this.destinationDeps(obj), { kind: "VmImage", ...obj }, status, managedImageName(obj), async () => {
+      const disk = await prepareDisk();
+      if ("health" in disk) return disk;
+      return {
+        hyperVGeneration: spec.hyperVGeneration ?? sourceHyperVGeneration ?? "V2",
         storageProfile: {
           osDisk: {
             osType: spec.osType,
@@ -284,10 +246,20 @@ export class VmImageReconciler {
             ...("diskId" in disk ? { managedDisk: { id: disk.diskId } } : { blobUri: disk.blobUri }),
           },
         },
-      }),
-    );
-    await this.event(obj, "Normal", "CreatingImage", `Creating managed image '${name}'.`);
-    return { health: { state: "reconciling", reason: Reasons.CreatingImage, message: `Creating managed image '${name}'.` }, requeueAfterMs: this.d.pollMs };
+      };
+    });
+    if (outcome.health.state === "ready" && !isSteady(obj)) await this.removeSourceDisk(obj);
+    return outcome;
+  }
+
+  private destinationDeps(obj: VmImage): GalleryDeps {
+    return {
+      azure: this.d.azure,
+      ownerTag: OWNER_TAG,
+      pollMs: this.d.pollMs,
+      driftCheckMs: this.d.driftCheckMs,
+      event: (type: "Normal" | "Warning", reason: string, message: string) => this.event(obj, type, reason, message),
+    };
   }
 
   /** The Marketplace image's OS disk, materialized as a managed disk (createOption FromImage). */
@@ -469,15 +441,6 @@ export class VmImageReconciler {
   }
 }
 
-/** Sends the first request of a long-running operation and returns without waiting for it. */
-async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
-  try {
-    await poller.submitted();
-  } catch (err) {
-    throw classify(err);
-  }
-}
-
 function objectKeyOf(obj: VmImage): string {
   return `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
 }
@@ -503,7 +466,3 @@ function isSteady(obj: VmImage): boolean {
 
 /** What an image or version is made from: a managed disk, or a page blob registered in place. */
 type PreparedSource = { diskId: string } | { blobUri: string };
-
-function withoutOwner(tags: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(Object.entries(tags ?? {}).filter(([k]) => k !== OWNER_TAG));
-}

@@ -41,6 +41,7 @@ export function registerAdmin(emu: Emulator): void {
       ...(typeof body.dataDisks === "number" ? { dataDisks: body.dataDisks } : {}),
       ...(typeof body.diskSizeMiB === "number" ? { diskSizeMiB: body.diskSizeMiB } : {}),
       ...(typeof body.power === "string" ? { power: body.power as VmInternal["power"] } : {}),
+      ...(body.guestFault === "deprovisionFails" || body.guestFault === "sysprepHangs" ? { guestFault: body.guestFault } : {}),
     });
     return { status: 201, body: vm };
   });

@@ -59,6 +59,11 @@ export interface VmInternal {
   generalized: boolean;
   /** The guest ran Sysprep or waagent -deprovision. */
   guestDeprovisioned: boolean;
+  /**
+   * A guest that misbehaves: `deprovisionFails` makes waagent exit 1; `sysprepHangs` makes Sysprep run
+   * forever without shutting the VM down.
+   */
+  guestFault?: "deprovisionFails" | "sysprepHangs";
 }
 
 /**
@@ -404,11 +409,28 @@ function runCommand(vm: StoredResource, body: Json): { result: Json; internal?: 
   const commandId = typeof body.commandId === "string" ? body.commandId : "";
   const script = Array.isArray(body.script) ? (body.script as unknown[]).map(String).join("\n") : "";
   const osType = String(((props(view(vm)).storageProfile as Json).osDisk as Json).osType);
+  const fault = (vm.internal as unknown as VmInternal).guestFault;
   if (/waagent\b.*-deprovision/.test(script)) {
+    if (fault === "deprovisionFails") {
+      // What Azure reports when the script exits non-zero: the operation succeeds, the status says failed.
+      return {
+        result: {
+          value: [
+            {
+              code: "ProvisioningState/failed",
+              level: "Error",
+              displayStatus: "Provisioning failed",
+              message: "Enable failed: failed to execute command: command terminated with exit status=1\n[stdout]\n\n[stderr]\nwaagent: error: Failed to remove user account: userdel: user azureuser is currently used by process 1234\n",
+            },
+          ],
+        },
+      };
+    }
     const out = "WARNING! The waagent service will be stopped.\nWARNING! Cached DHCP leases will be deleted.\nWARNING! root password will be disabled. You will not be able to login as root.\nWARNING! /etc/resolv.conf will NOT be removed, this is a behavior change to earlier versions of Linux Agent.\n";
     return { result: linuxResult(out), internal: { guestDeprovisioned: true } };
   }
   if (/sysprep(\.exe)?\b.*\/generalize/i.test(script)) {
+    if (fault === "sysprepHangs") return { result: windowsResult("", ""), neverCompletes: true };
     const shutdown = /\/shutdown/i.test(script);
     return {
       result: windowsResult("", ""),
@@ -674,7 +696,17 @@ export function registerCompute(emu: Emulator): void {
 /** Creates a VM with an OS disk and `dataDisks` data disks, each a small fixed VHD in the blob store. */
 export async function seedVirtualMachine(
   emu: Emulator,
-  spec: { subscriptionId: string; resourceGroup: string; name: string; location: string; osType: "Linux" | "Windows"; dataDisks?: number; diskSizeMiB?: number; power?: VmInternal["power"] },
+  spec: {
+    subscriptionId: string;
+    resourceGroup: string;
+    name: string;
+    location: string;
+    osType: "Linux" | "Windows";
+    dataDisks?: number;
+    diskSizeMiB?: number;
+    power?: VmInternal["power"];
+    guestFault?: VmInternal["guestFault"];
+  },
 ): Promise<Json> {
   const location = normalizeLocation(spec.location);
   const rgId = resourceGroupId(spec.subscriptionId, spec.resourceGroup);
@@ -740,7 +772,7 @@ export async function seedVirtualMachine(
         provisioningState: "Succeeded",
       },
     },
-    internal: { power: spec.power ?? "running", generalized: false, guestDeprovisioned: false } satisfies VmInternal,
+    internal: { power: spec.power ?? "running", generalized: false, guestDeprovisioned: false, ...(spec.guestFault ? { guestFault: spec.guestFault } : {}) } satisfies VmInternal,
   };
   emu.store.put(vm);
   return view(vm);

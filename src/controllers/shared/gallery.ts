@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { GalleryImageVersion, TargetRegion as AzureTargetRegion } from "@azure/arm-compute";
-import type { VmImage, VmImageStatus } from "../../api/types.ts";
+import type { V1ObjectMeta } from "@kubernetes/client-node";
+import type { DestinationSpec, DestinationStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
 import type { Health } from "../../runtime/conditions.ts";
@@ -15,6 +16,13 @@ export interface Outcome {
 /** Where a new version's bytes come from (imageId: a managed image or another gallery version). */
 export type VersionSource = { imageId: string } | { diskId: string } | { blob: { uri: string; storageAccountId: string } };
 
+/** The object that owns the outputs: a VmImage, or an ImageCapture seen through its captured VM. */
+export interface ImageTarget {
+  kind?: string;
+  metadata?: V1ObjectMeta;
+  spec: DestinationSpec;
+}
+
 export interface GalleryDeps {
   azure: AzureClients;
   ownerTag: string;
@@ -23,8 +31,8 @@ export interface GalleryDeps {
   event: (type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
 }
 
-
-async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
+/** Sends the first request of a long-running operation and returns without waiting for it. */
+export async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
   try {
     await poller.submitted();
   } catch (err) {
@@ -33,7 +41,7 @@ async function submit(poller: { submitted(): Promise<void> }): Promise<void> {
 }
 
 /** The publishing profile the spec asks for, in Azure's terms. */
-function desiredProfile(obj: VmImage): { targetRegions: AzureTargetRegion[]; excludeFromLatest: boolean; endOfLifeDate?: Date } {
+function desiredProfile(obj: ImageTarget): { targetRegions: AzureTargetRegion[]; excludeFromLatest: boolean; endOfLifeDate?: Date } {
   const g = obj.spec.destination.gallery;
   const regions = g?.targetRegions?.length ? g.targetRegions : [{ name: obj.spec.location }];
   return {
@@ -66,8 +74,8 @@ function comparableProfile(p: { targetRegions?: AzureTargetRegion[]; excludeFrom
  */
 export async function ensureGalleryVersion(
   d: GalleryDeps,
-  obj: VmImage,
-  status: VmImageStatus,
+  obj: ImageTarget,
+  status: DestinationStatus,
   source: () => Promise<Outcome | VersionSource>,
 ): Promise<Outcome> {
   const g = obj.spec.destination.gallery;
@@ -151,7 +159,7 @@ export async function ensureGalleryVersion(
     return reconciling("PublishingVersion", `Publishing gallery image version ${versionName}.`);
   }
   if (version.tags?.[d.ownerTag] !== uid) {
-    throw new AzureError("Terminal", "ResourceNotOwned", `Gallery image version ${versionName} of '${g.imageDefinition}' exists and was not created for this VmImage; choose another version.`);
+    throw new AzureError("Terminal", "ResourceNotOwned", `Gallery image version ${versionName} of '${g.imageDefinition}' exists and was not created for this ${obj.kind ?? "object"}; choose another version.`);
   }
   recordReplication(status, version);
   status.galleryImageVersionId = version.id;
@@ -170,13 +178,13 @@ export async function ensureGalleryVersion(
   return { health: { state: "ready", reason: "Available", message: `Gallery image version ${versionName} is replicated to ${status.replication?.length ?? 0} regions.` }, requeueAfterMs: d.driftCheckMs };
 }
 
-function recordReplication(status: VmImageStatus, version: GalleryImageVersion): void {
+function recordReplication(status: DestinationStatus, version: GalleryImageVersion): void {
   const summary = version.replicationStatus?.summary ?? [];
   status.replication = summary.map((s) => ({ region: s.region ?? "", state: s.state ?? "Unknown", ...(s.progress !== undefined ? { progress: s.progress } : {}) }));
 }
 
 /** The version to publish: explicit, pinned, one this object already made, or the next patch version. */
-async function chooseVersion(d: GalleryDeps, obj: VmImage, status: VmImageStatus): Promise<string> {
+async function chooseVersion(d: GalleryDeps, obj: ImageTarget, status: DestinationStatus): Promise<string> {
   const g = obj.spec.destination.gallery;
   if (!g) throw new Error("no gallery destination");
   if (g.version && g.version !== "auto") return g.version;
