@@ -52,8 +52,10 @@ export interface Fault {
   fraction?: number;
   /** Accept the call, then end its long-running operation Failed with `code`/`message`. */
   lroFails?: boolean;
-  /** Add this much latency to matching calls. */
+  /** Add this much latency to matching calls, before they take effect. */
   latencyMs?: number;
+  /** Delay the answer this long after the call took effect (a client that dies meanwhile never hears it). */
+  answerDelayMs?: number;
 }
 
 export interface LroStart {
@@ -233,6 +235,7 @@ export class Emulator {
       const isAdmin = url.pathname.startsWith("/admin/");
       const apiVersion = url.searchParams.get("api-version") ?? "";
       let extraHeaders: Record<string, string> = {};
+      let answerDelayMs = 0;
       if (!isAdmin) {
         if (!apiVersion) {
           throw new ArmError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.");
@@ -244,6 +247,7 @@ export class Emulator {
         extraHeaders = this.throttle.take(params.subscriptionId ?? "", claims.oid, route.cls);
         const fault = this.takeFault(operation);
         if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
+        answerDelayMs = fault?.answerDelayMs ?? 0;
         if (fault && !fault.lroFails && (fault.status ?? 0) >= 400) {
           throw new ArmError(fault.status ?? 500, fault.code ?? "InternalServerError", fault.message ?? "An injected failure.");
         }
@@ -263,6 +267,7 @@ export class Emulator {
         apiVersion,
       });
       answer = { ...answer, headers: { ...extraHeaders, ...answer.headers } };
+      if (answerDelayMs > 0) await new Promise((r) => setTimeout(r, answerDelayMs));
     } catch (err) {
       if (err instanceof ArmError) {
         answer = { status: err.status, body: err.body(), headers: err.headers };
