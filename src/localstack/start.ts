@@ -64,6 +64,21 @@ async function main(): Promise<number> {
         AZURE_CA_FILE: emu.tls.caFile,
       });
       say(`  ARM and Entra ID at ${emu.baseUrl}, blobs at ${emu.blobs?.endpoint ?? "(none)"}, CA ${emu.tls.caFile}`);
+      // The VMs the ImageCapture samples capture, so that every sample works against the local stack.
+      for (const vm of [
+        { resourceGroup: "build", name: "build-vm-01", osType: "Linux", dataDisks: 2 },
+        { resourceGroup: "build", name: "win-golden-01", osType: "Windows", dataDisks: 0 },
+      ]) {
+        const res = await fetch(`${emu.baseUrl}/admin/virtualMachines`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ subscriptionId: env.AZURE_SUBSCRIPTION_ID, location: "westeurope", ...vm }),
+        });
+        if (!res.ok) throw new Error(`seeding VM ${vm.name}: ${res.status} ${await res.text()}`);
+      }
+      say("  seeded VMs build/build-vm-01 (Linux, 2 data disks) and build/win-golden-01 (Windows) for the ImageCapture samples");
+      // A local emulator has no rate limits worth sparing: look at running operations every second.
+      env.POLL_INTERVAL ??= "1s";
     }
 
     operator = spawn(process.execPath, ["--max-semi-space-size=4", mainEntry, ...process.argv.slice(2)], {

@@ -12,6 +12,7 @@ import { kubectl } from "../support/kubectl.ts";
 
 const start = fileURLToPath(new URL("../../src/localstack/start.ts", import.meta.url));
 const sample = fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url));
+const captureSample = fileURLToPath(new URL("../../crds/samples/imagecapture-linux.yaml", import.meta.url));
 
 const alive = isAlive;
 
@@ -54,7 +55,7 @@ describe("npm start: the whole local stack, used with kubectl", () => {
     await rm(home, { recursive: true, force: true });
   });
 
-  it("starts, reconciles a sample to Ready, deletes it, and stops everything on Ctrl-C", async (t) => {
+  it("starts, reconciles the VmImage and ImageCapture samples to Ready, deletes them, and stops everything on Ctrl-C", async (t) => {
     const unset = new Set(["KUBECONFIG", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "KUBERNETES_SERVICE_HOST"]);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !unset.has(k))),
@@ -91,6 +92,18 @@ describe("npm start: the whole local stack, used with kubectl", () => {
       const { stdout } = await kubectl(kubeconfig, ["get", "vmimg", "ubuntu-2404", "-o", "jsonpath={.status.resolvedVersion} {.status.imageId}"]);
       assert.match(stdout, /^24\.04\.\d+ \/subscriptions\/.+\/providers\/Microsoft\.Compute\/images\/default-ubuntu-2404-[0-9a-f]{8}$/);
       await kubectl(kubeconfig, ["delete", "-f", sample, "--timeout=60s"]);
+
+      // The capture sample, against the VM npm start seeds for it.
+      await kubectl(kubeconfig, ["apply", "-f", captureSample]);
+      await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "imgcap/build-vm-capture", "--timeout=120s"]);
+      const table = await kubectl(kubeconfig, ["get", "imgcap", "build-vm-capture"]);
+      assert.match(table.stdout, /build-vm-capture\s+True\s+Done\s+Available/);
+      const steps = await kubectl(kubeconfig, ["get", "imgcap", "build-vm-capture", "-o", "jsonpath={range .status.steps[*]}{.name}={.state} {end}"]);
+      assert.equal(
+        steps.stdout.trim(),
+        "Validate=Succeeded Backup=Succeeded Generalize=Succeeded Deallocate=Succeeded MarkGeneralized=Succeeded CreateImage=Succeeded CreateGalleryVersion=Succeeded Replicate=Succeeded Cleanup=Skipped",
+      );
+      await kubectl(kubeconfig, ["delete", "-f", captureSample, "--timeout=60s"]);
     } finally {
       // Ctrl-C
       const children = await descendants(stack.pid ?? 0);
