@@ -359,6 +359,13 @@ export interface VmImageStatus {
     /** Average rate since the start. */
     bytesPerSecond?: number;
   };
+  /** Digests of the fields that cannot change once applied, so that clusters without CEL validation still refuse such changes. */
+  specFingerprints?: {
+    /** sha256 of spec.source as first applied. */
+    source?: string;
+    /** sha256 of spec.location and spec.resourceGroup as first applied. */
+    placement?: string;
+  };
   /** The last Azure error, without secrets. */
   lastError?: {
     /** Azure error code. */

@@ -1,6 +1,7 @@
 import { restorePoller, type InstanceViewStatus, type RunCommandResult } from "@azure/arm-compute";
 import type { Logger } from "pino";
 import { FINALIZER, Reasons } from "../../api/group.ts";
+import { imageCaptureSpecProblems } from "../../api/validation.ts";
 import type { CaptureStep, CapturedVm, ImageCapture, ImageCaptureStatus, OsType } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined, redact } from "../../azure/errors.ts";
@@ -81,7 +82,11 @@ export class ImageCaptureReconciler {
     const status: ImageCaptureStatus = structuredClone(obj.status ?? {});
     const plan = planOf(obj.spec);
     let outcome: Outcome;
-    if (status.startedGeneration !== undefined && status.startedGeneration !== generation) {
+    const invalid = imageCaptureSpecProblems(obj.spec);
+    if (invalid.length > 0 && status.startedGeneration === undefined) {
+      // What CEL refuses on newer clusters, refused here for the others.
+      outcome = { health: { state: "stalled", reason: Reasons.InvalidSpec, message: invalid.join("; ") } };
+    } else if (status.startedGeneration !== undefined && status.startedGeneration !== generation) {
       // Clusters without CEL accept spec changes; the capture goes on only with the spec it started with.
       outcome = {
         health: {

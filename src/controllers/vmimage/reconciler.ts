@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { FINALIZER, Reasons } from "../../api/group.ts";
+import { vmImageChangeProblems, vmImageFingerprints, vmImageSpecProblems } from "../../api/validation.ts";
 import type { VmImage, VmImageStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
@@ -61,7 +62,15 @@ export class VmImageReconciler {
 
     const status: VmImageStatus = structuredClone(obj.status ?? {});
     let outcome: Outcome;
+    const invalid = vmImageSpecProblems(obj.spec);
+    const changed = vmImageChangeProblems(status.specFingerprints, obj.spec);
     try {
+      if (invalid.length > 0 || changed.length > 0) {
+        // What CEL refuses on newer clusters, refused here for the others.
+        const reason = invalid.length > 0 ? Reasons.InvalidSpec : "SpecImmutable";
+        throw new SourceProblem(reason, [...invalid, ...changed].join("; "));
+      }
+      status.specFingerprints ??= vmImageFingerprints(obj.spec);
       outcome = await this.apply(obj, status, ctx.log);
       delete status.lastError;
     } catch (err) {
@@ -90,10 +99,6 @@ export class VmImageReconciler {
   /** One pass towards the declared state; returns the verdict and fills `status`. */
   private async apply(obj: VmImage, status: VmImageStatus, log: Logger): Promise<Outcome> {
     const spec = obj.spec;
-    const sources = Object.keys(spec.source).filter((k) => spec.source[k as keyof typeof spec.source] !== undefined);
-    if (sources.length !== 1) {
-      throw new SourceProblem(Reasons.InvalidSpec, `spec.source must name exactly one of marketplace, gallery or vhd (found ${sources.length}).`);
-    }
     const market = spec.source.marketplace;
     const vhd = spec.source.vhd;
     if (vhd?.url) {
