@@ -10,7 +10,8 @@ import type { ReconcileContext, ReconcileRequest, ReconcileResult } from "../../
 import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
-import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { acceptObject } from "../shared/accept.ts";
 import { ensureGalleryVersion, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -75,7 +76,7 @@ export class ImageCaptureReconciler {
     }
     if (obj.metadata?.deletionTimestamp) return this.finalize(obj, ctx.log);
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) {
-      await addFinalizer(this.d.kube, this.d.ref, obj, FINALIZER);
+      await acceptObject(this.d.kube, this.d.ref, obj, "ImageCapture");
       return undefined;
     }
     const generation = obj.metadata.generation;

@@ -9,7 +9,8 @@ import type { ReconcileContext, ReconcileRequest, ReconcileResult } from "../../
 import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
-import { addFinalizer, removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
+import { acceptObject } from "../shared/accept.ts";
 import { ensureGalleryVersion, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -56,7 +57,7 @@ export class VmImageReconciler {
     if (!obj) return undefined;
     if (obj.metadata?.deletionTimestamp) return this.finalize(obj, ctx.log);
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) {
-      await addFinalizer(this.d.kube, this.d.ref, obj, FINALIZER);
+      await acceptObject(this.d.kube, this.d.ref, obj, "VmImage");
       return undefined;
     }
 

@@ -1,0 +1,26 @@
+import { FINALIZER } from "../../api/group.ts";
+import { setHealth, type Condition } from "../../runtime/conditions.ts";
+import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
+import { addFinalizer, updateStatus, type WithStatus } from "../../runtime/objects.ts";
+
+interface BasicStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+/**
+ * The first pass over a new object: status says at once that the controller has seen it
+ * (Reconciling=True with its generation observed), so that kstatus (Flux) and Argo CD report it in
+ * progress rather than current, then the finalizer is added. Both writes are guarded by the
+ * resourceVersion; the second starts from what the first returned.
+ */
+export async function acceptObject(kube: KubeClient, ref: ResourceRef, obj: WithStatus<BasicStatus>, kind: string): Promise<void> {
+  const generation = obj.metadata?.generation;
+  const status: BasicStatus = {
+    ...structuredClone(obj.status ?? {}),
+    observedGeneration: generation,
+    conditions: setHealth(obj.status?.conditions, { state: "reconciling", reason: "Accepted", message: `The controller has seen this ${kind} and is starting work on it.` }, generation),
+  };
+  const written = (await updateStatus(kube, ref, obj, status)) ?? obj;
+  await addFinalizer(kube, ref, written, FINALIZER);
+}
