@@ -15,8 +15,6 @@ export const FINALIZER = `${GROUP}/finalizer`;
 /** Condition reasons (CamelCase constants, as Kubernetes conventions ask). */
 export const Reasons = {
   Available: "Available",
-  Resolving: "Resolving",
-  CreatingResourceGroup: "CreatingResourceGroup",
   CreatingDisk: "CreatingDisk",
   CreatingImage: "CreatingImage",
   Uploading: "Uploading",
