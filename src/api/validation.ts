@@ -53,7 +53,10 @@ export type SpecFingerprints = NonNullable<VmImageStatus["specFingerprints"]>;
 
 /** Digests of a VmImage's immutable fields, recorded in status the first time the spec is applied. */
 export function vmImageFingerprints(spec: VmImageSpec): Required<SpecFingerprints> {
-  return { source: digest(spec.source), placement: digest([spec.location, spec.resourceGroup]) };
+  // Accepting a plan's terms is how a user answers TermsNotAccepted: it is not a change of source.
+  const { marketplace, ...others } = spec.source;
+  const source = marketplace ? { ...others, marketplace: [marketplace.publisher, marketplace.offer, marketplace.sku, marketplace.version ?? "latest"] } : others;
+  return { source: digest(source), placement: digest([spec.location, spec.resourceGroup]) };
 }
 
 /** What the VmImage CRD's transition rules refuse, judged against the fingerprints of the first applied spec. */
@@ -61,7 +64,7 @@ export function vmImageChangeProblems(applied: SpecFingerprints | undefined, spe
   if (!applied) return [];
   const now = vmImageFingerprints(spec);
   const problems: string[] = [];
-  if (applied.source !== undefined && applied.source !== now.source) problems.push("spec.source is immutable; create a new VmImage for a different source");
+  if (applied.source !== undefined && applied.source !== now.source) problems.push("spec.source is immutable (except marketplace.acceptTerms); create a new VmImage for a different source");
   if (applied.placement !== undefined && applied.placement !== now.placement) {
     problems.push("spec.location and spec.resourceGroup are immutable; create a new VmImage for another place");
   }

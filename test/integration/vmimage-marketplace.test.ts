@@ -99,7 +99,8 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     await apply("nosuch", { ...base, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "1.2.3" } }, destination: { managedImage: {} } });
     await apply("emptyvhd", { ...base, source: { vhd: {} }, destination: { managedImage: {} } });
     await eventually("both stalled", async () =>
-      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("emptyvhd"))?.reason === "SourceNotSupported", 20_000);
+      ready(await get("nosuch"))?.reason === "ImageNotFound" && ready(await get("emptyvhd"))?.reason === "InvalidSpec", 20_000);
+    assert.match(ready(await get("emptyvhd"))?.message ?? "", /spec\.source\.vhd needs exactly one of url or blobUri/);
   });
 
   it("deletes the image with policy Delete and keeps it with Retain", async () => {

@@ -68,7 +68,7 @@ const M = {
   oneGallery: "spec.source.gallery needs exactly one of id, sharedGalleryImageId or communityGalleryImageId",
   oneVhd: "spec.source.vhd needs exactly one of url or blobUri",
   destination: "spec.destination needs a managedImage, a gallery, or both",
-  sourceImmutable: "spec.source is immutable; create a new VmImage for a different source",
+  sourceImmutable: "spec.source is immutable (except marketplace.acceptTerms); create a new VmImage for a different source",
   placeImmutable: "spec.location and spec.resourceGroup are immutable; create a new VmImage for another place",
   vmRef: "give either virtualMachine.id or virtualMachine.resourceGroup and virtualMachine.name",
   script: "generalize.script is used only with mode RunCommand",
@@ -85,6 +85,8 @@ const vmImageCases: Array<{ name: string; spec: Record<string, unknown>; old?: R
   { name: "a gallery source named twice", spec: { ...base, source: { gallery: { id: "/subscriptions/s/x", communityGalleryImageId: "/CommunityGalleries/c/Images/i" } } }, refused: [M.oneGallery] },
   { name: "no destination", spec: { ...base, destination: {} }, refused: [M.destination] },
   { name: "an update of tags and target regions", old: base, spec: { ...base, tags: { team: "a" } }, refused: [] },
+  { name: "accepting a plan's terms", old: base, spec: { ...base, source: { marketplace: { ...market.marketplace, acceptTerms: true } } }, refused: [] },
+  { name: "an update of a VHD source", old: { ...base, source: { vhd: { url: "https://a/1.vhd" } } }, spec: { ...base, source: { vhd: { url: "https://a/2.vhd" } } }, refused: [M.sourceImmutable] },
   { name: "an update of the source", old: base, spec: { ...base, source: { marketplace: { ...market.marketplace, sku: "minimal" } } }, refused: [M.sourceImmutable] },
   { name: "an update of the location", old: base, spec: { ...base, location: "northeurope" }, refused: [M.placeImmutable] },
 ];
