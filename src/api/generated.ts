@@ -280,6 +280,8 @@ export interface VmImageSpec {
       endOfLifeDate?: string;
     };
   };
+  /** For a source given as latest (Marketplace or shared/community gallery), how often to look for a newer version, e.g. 24h. A newer version is reported (Event NewerVersionAvailable, status.latestCheck) and not used; the image stays built from status.resolvedVersion. Off when empty. */
+  latestCheckInterval?: string;
   /** What happens to the Azure resources when this object is deleted. */
   deletionPolicy?: "Delete" | "Retain";
   /** Azure tags set on every resource the operator creates. */
@@ -358,6 +360,13 @@ export interface VmImageStatus {
     startedAt?: string;
     /** Average rate since the start. */
     bytesPerSecond?: number;
+  };
+  /** The last look for a newer source version (spec.latestCheckInterval). */
+  latestCheck?: {
+    /** When the source was last resolved again. */
+    time?: string;
+    /** The newest version offered then. */
+    version?: string;
   };
   /** Digests of the fields that cannot change once applied, so that clusters without CEL validation still refuse such changes. */
   specFingerprints?: {

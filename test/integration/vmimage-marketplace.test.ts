@@ -103,6 +103,32 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     assert.match(ready(await get("emptyvhd"))?.message ?? "", /spec\.source\.vhd needs exactly one of url or blobUri/);
   });
 
+  it("with latestCheckInterval, reports a newer version once and keeps the pinned one, also across spec changes", async () => {
+    const offer = { publisher: "Contoso", offer: "hardened-linux", sku: "base" };
+    const catalog = (version: string) =>
+      fetch(`${env.emu.baseUrl}/admin/catalog/marketplace`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...offer, version, osType: "Linux", hyperVGeneration: "V2" }) });
+    await catalog("1.0.0");
+    await apply("watched", { ...base, latestCheckInterval: "1s", source: { marketplace: offer }, destination: { managedImage: {} } });
+    await eventually("Ready", async () => ready(await get("watched"))?.status === "True", 20_000);
+    assert.equal((await get("watched")).status?.resolvedVersion, "1.0.0");
+    await catalog("1.1.0");
+    await eventually("newer version seen", async () => (await get("watched")).status?.latestCheck?.version === "1.1.0", 20_000);
+    const o = await get("watched");
+    assert.equal(o.status?.resolvedVersion, "1.0.0", "the image stays built from the pinned version");
+    const events = await env.kube.get<{ items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }>("/api/v1/namespaces/default/events");
+    const newer = events.items.filter((e) => e.involvedObject.name === "watched" && e.reason === "NewerVersionAvailable");
+    assert.equal(newer.length, 1);
+    assert.match(newer[0]?.message ?? "", /Source version 1\.1\.0 is available; this image is built from 1\.0\.0/);
+    // A spec change (tags) does not re-resolve: the pin holds.
+    await apply("watched", { ...base, latestCheckInterval: "1s", source: { marketplace: offer }, destination: { managedImage: {} }, tags: { a: "b" } });
+    await eventually("Ready at generation 2", async () => {
+      const x = await get("watched");
+      return ready(x)?.status === "True" && ready(x)?.observedGeneration === 2;
+    }, 20_000);
+    assert.equal((await get("watched")).status?.resolvedVersion, "1.0.0");
+    await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "watched", "--timeout=30s"]);
+  });
+
   it("deletes the image with policy Delete and keeps it with Retain", async () => {
     const kept = (await get("cis")).status?.imageId?.split("/").pop() ?? "";
     await env.kube.patch(env.path("cis"), { spec: { deletionPolicy: "Retain" } }, MERGE_PATCH);

@@ -4,7 +4,9 @@ import { vmImageChangeProblems, vmImageFingerprints, vmImageSpecProblems } from 
 import type { VmImage, VmImageStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
+import { parseDuration } from "../../config.ts";
 import { findCondition, READY, setHealth, timestamp, type Health } from "../../runtime/conditions.ts";
+import { compareVersions } from "../shared/versions.ts";
 import type { ReconcileContext, ReconcileRequest, ReconcileResult } from "../../runtime/controller.ts";
 import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
@@ -90,7 +92,11 @@ export class VmImageReconciler {
     status.conditions = setHealth(status.conditions, outcome.health, generation);
     await this.recordTransition(obj, outcome.health);
     await updateStatus(this.d.kube, this.d.ref, obj, status);
-    return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
+    let requeueAfterMs = outcome.requeueAfterMs;
+    if (requeueAfterMs !== undefined && obj.spec.latestCheckInterval && outcome.health.state === "ready") {
+      requeueAfterMs = Math.min(requeueAfterMs, parseDuration(obj.spec.latestCheckInterval));
+    }
+    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   };
 
   private retryDelay(err: AzureError): number {
@@ -113,9 +119,13 @@ export class VmImageReconciler {
     }
     const gallerySource = spec.source.gallery;
     if (gallerySource) {
-      const pinnedVersion = status.observedGeneration === obj.metadata?.generation ? status.resolvedVersion : undefined;
+      // The source cannot change (specFingerprints), so a version resolved once stays pinned across generations.
+      const pinnedVersion = status.resolvedVersion;
       const resolved = await resolveGalleryImage(this.d.azure, spec.location, gallerySource, pinnedVersion);
       status.resolvedVersion = resolved.version;
+      const galleryId = gallerySource.sharedGalleryImageId ?? gallerySource.communityGalleryImageId;
+      const galleryLatest = galleryId !== undefined && !/\/Versions\/(?!latest$)[^/]+$/i.test(galleryId);
+      await this.checkLatest(obj, status, galleryLatest, async () => (await resolveGalleryImage(this.d.azure, spec.location, gallerySource, undefined)).version);
       return this.ensureDestinations(
         obj,
         status,
@@ -130,20 +140,24 @@ export class VmImageReconciler {
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
     const hasDestination = Boolean(spec.destination.managedImage ?? spec.destination.gallery);
+    const wantsLatest = (market.version ?? "latest").toLowerCase() === "latest";
     if (hasDestination && isSteady(obj) && status.resolvedVersion) {
-      // Ready and pinned: the Marketplace is consulted again only if the outputs must be remade.
+      // Ready and pinned: the Marketplace is consulted again only if the outputs must be remade, or to
+      // look for a newer version when the user asked for that.
+      await this.checkLatest(obj, status, wantsLatest, async () => (await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: "latest" })).version);
       const pinnedVersion = status.resolvedVersion;
       return this.ensureDestinations(obj, status, async () =>
         this.prepareMarketplaceDisk(obj, await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinnedVersion })),
       );
     }
-    const pinned = status.observedGeneration === obj.metadata?.generation ? status.resolvedVersion : undefined;
+    const pinned = status.resolvedVersion;
     const resolved = await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinned ?? market.version ?? "latest" });
     if (resolved.version !== status.resolvedVersion) {
       log.info({ version: resolved.version }, "resolved Marketplace image");
       if (status.resolvedVersion) await this.event(obj, "Normal", "VersionResolved", `Source version changed from ${status.resolvedVersion} to ${resolved.version}.`);
     }
     status.resolvedVersion = resolved.version;
+    await this.checkLatest(obj, status, wantsLatest, () => Promise.resolve(resolved.version));
     if (resolved.plan) {
       status.plan = resolved.plan;
       if (await ensureTermsAccepted(this.d.azure, resolved.plan, market.acceptTerms === true)) {
@@ -385,6 +399,25 @@ export class VmImageReconciler {
     }
     this.d.uploads.forget(uid);
     return { diskId: disk.id ?? "" };
+  }
+
+  /**
+   * With spec.latestCheckInterval, a source given as `latest` is resolved again once per interval; a
+   * version newer than the one the image was built from is reported once (an Event, status.latestCheck)
+   * and not used: rebuilding is the user's decision.
+   */
+  private async checkLatest(obj: VmImage, status: VmImageStatus, wantsLatest: boolean, resolveLatest: () => Promise<string>): Promise<void> {
+    const interval = obj.spec.latestCheckInterval;
+    const pinned = status.resolvedVersion;
+    if (!wantsLatest || !interval || !pinned) return;
+    const last = Date.parse(status.latestCheck?.time ?? "");
+    if (Number.isFinite(last) && Date.now() - last < parseDuration(interval)) return;
+    const previous = status.latestCheck?.version;
+    const newest = await resolveLatest();
+    status.latestCheck = { time: timestamp(Date.now()), version: newest };
+    if (compareVersions(newest, pinned) > 0 && newest !== previous) {
+      await this.event(obj, "Normal", "NewerVersionAvailable", `Source version ${newest} is available; this image is built from ${pinned}. Create a new VmImage (or recreate this one) to build from it.`);
+    }
   }
 
   private async probe(url: string, format: "auto" | "vhd" | "raw" | undefined): Promise<ProbedSource> {
