@@ -229,13 +229,13 @@ export interface VmImageSpec {
     };
     /** A VHD, either streamed from a URL or an existing page blob. */
     vhd?: {
-      /** http(s) URL the OS disk image is streamed from. */
+      /** http(s) URL the OS disk image is streamed from; a fixed or dynamic VHD or raw data, optionally gzip- or zstd-compressed (recognized by its first bytes and decompressed on the way; a compressed source is read twice, once to learn its size). */
       url?: string;
       /** URI of an existing page blob holding a fixed VHD whose size is a whole number of MiB; it is registered in place. */
       blobUri?: string;
       /** Resource ID of the storage account that holds blobUri; needed when a gallery version is made straight from the blob (without a managedImage destination). */
       storageAccountId?: string;
-      /** Expected digest of the source bytes, sha256:<hex>; a mismatch removes the upload and stalls with reason ChecksumMismatch. */
+      /** Expected digest of the source as downloaded (for a compressed source, of the compressed file), sha256:<hex>; a mismatch removes the upload and stalls with reason ChecksumMismatch. */
       checksum?: string;
       /** What the source holds. auto tells a fixed or dynamic VHD from raw data by its footer (a server without Range support needs vhd or raw). */
       format?: "auto" | "vhd" | "raw";

@@ -1,6 +1,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { pipeline, Readable } from "node:stream";
+import { createGunzip, createZstdDecompress } from "node:zlib";
 import { detectLayout, type Layout } from "./convert.ts";
 import { SECTOR, VhdFormatError } from "./footer.ts";
 
@@ -43,10 +45,21 @@ async function get(url: string, headers: Record<string, string>, signal?: AbortS
   return res;
 }
 
+export type Compression = "none" | "gzip" | "zstd";
+
+/** The compression a source's first bytes announce (gzip and zstd magic numbers). */
+export function compressionOf(head: Buffer): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
+  return "none";
+}
+
 export interface ProbedSource {
   layout: Layout;
+  /** Bytes of the (decompressed) source. */
   sourceBytes: number;
   rangeSupported: boolean;
+  compression: Compression;
 }
 
 /**
@@ -85,6 +98,8 @@ export async function probeSource(url: string, format: "auto" | "vhd" | "raw", s
     head = Buffer.concat(parts).subarray(0, SECTOR);
     rangeSupported = false;
   }
+  const compression = compressionOf(head);
+  if (compression !== "none") return probeCompressed(url, compression, format, signal);
   let tail: Buffer | undefined;
   if (rangeSupported && size >= SECTOR) {
     const last = await get(url, { range: `bytes=${size - SECTOR}-${size - 1}` }, signal);
@@ -97,7 +112,7 @@ export async function probeSource(url: string, format: "auto" | "vhd" | "raw", s
     );
   }
   try {
-    return { layout: detectLayout(size, head, tail, format), sourceBytes: size, rangeSupported };
+    return { layout: detectLayout(size, head, tail, format), sourceBytes: size, rangeSupported, compression };
   } catch (err) {
     if (err instanceof VhdFormatError) throw new SourceError(err.reason, `${displayUrl(url)}: ${err.message}`);
     throw err;
@@ -105,11 +120,44 @@ export async function probeSource(url: string, format: "auto" | "vhd" | "raw", s
 }
 
 /**
+ * A compressed source says its size only at its end: it is decompressed once, in a stream, to learn
+ * the length and read the first and last 512 bytes (a dynamic VHD is known from its first sector, so
+ * that pass stops there). The import then streams it a second time.
+ */
+async function probeCompressed(url: string, compression: Compression, format: "auto" | "vhd" | "raw", signal?: AbortSignal): Promise<ProbedSource> {
+  const { stream } = await openSource(url, { compression, ...(signal ? { signal } : {}) });
+  let total = 0;
+  let head = Buffer.alloc(0);
+  let tail = Buffer.alloc(0);
+  try {
+    for await (const chunk of stream) {
+      if (head.length < SECTOR) {
+        head = Buffer.concat([head, chunk.subarray(0, SECTOR - head.length)]);
+        if (head.length === SECTOR && format !== "raw" && head.subarray(0, 8).equals(Buffer.from("conectix"))) {
+          const layout = detectLayout(Number.MAX_SAFE_INTEGER, head, undefined, format);
+          if (layout.format === "dynamic") return { layout, sourceBytes: Number.NaN, rangeSupported: false, compression };
+        }
+      }
+      total += chunk.length;
+      tail = chunk.length >= SECTOR ? Buffer.from(chunk.subarray(chunk.length - SECTOR)) : Buffer.concat([tail, chunk]).subarray(-SECTOR);
+    }
+    return { layout: detectLayout(total, head, total >= SECTOR ? tail : undefined, format), sourceBytes: total, rangeSupported: false, compression };
+  } catch (err) {
+    if (err instanceof VhdFormatError) throw new SourceError(err.reason, `${displayUrl(url)} (${compression}): ${err.message}`);
+    throw err;
+  }
+}
+
+/**
  * The source's bytes as a stream; with `hashed`, a sha256 is computed on the way so a checksum can be
  * verified at the end (it costs about 4 CPU-seconds per GiB on a machine without SHA extensions, so
- * only when asked).
+ * only when asked). A compressed source is decompressed on the way (zlib's gzip and zstd); its checksum
+ * is that of the file as downloaded.
  */
-export async function openSource(url: string, opts: { signal?: AbortSignal; hashed?: boolean } = {}): Promise<{ stream: AsyncIterable<Buffer>; hash: Hash | undefined }> {
+export async function openSource(
+  url: string,
+  opts: { signal?: AbortSignal; hashed?: boolean; compression?: Compression } = {},
+): Promise<{ stream: AsyncIterable<Buffer>; hash: Hash | undefined }> {
   const signal = opts.signal;
   // node:http streams the body as Buffers straight from the socket; fetch's web streams cost several
   // times the CPU per byte, which at a few hundred MiB/s is the bottleneck.
@@ -147,5 +195,19 @@ export async function openSource(url: string, opts: { signal?: AbortSignal; hash
       throw new SourceError("SourceInterrupted", `the download of ${displayUrl(url)} ended after ${received} of ${expected} bytes`, true);
     }
   }
-  return { stream: body(), hash };
+  const compression = opts.compression ?? "none";
+  if (compression === "none") return { stream: body(), hash };
+  const decompressed = compression === "gzip" ? createGunzip() : createZstdDecompress();
+  // A failure of the download or of the decompression destroys `decompressed` with its error, which
+  // its iteration below then throws.
+  pipeline(Readable.from(body(), { objectMode: false }), decompressed, () => undefined);
+  async function* inflated(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of decompressed) yield chunk as Buffer;
+    } catch (err) {
+      if (err instanceof SourceError) throw err;
+      throw new SourceError("CorruptSource", `${displayUrl(url)} is not valid ${compression} data: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  return { stream: inflated(), hash };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { gzipSync, zstdCompressSync } from "node:zlib";
 import { FileServer } from "../support/file-server.ts";
 import { OperatorEnv, readyCondition as ready } from "../support/operator-fixture.ts";
 import { eventually } from "../support/runtime-fixture.ts";
@@ -36,6 +37,8 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", join(dir, "disk.raw"), join(dir, "fixed.vhd")]);
     await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", join(dir, "disk.raw"), join(dir, "dynamic.vhd")]);
     await writeFile(join(dir, "odd.raw"), raw.subarray(0, 21 * MiB + 3000));
+    await writeFile(join(dir, "dynamic.vhd.zst"), zstdCompressSync(await readFile(join(dir, "dynamic.vhd"))));
+    await writeFile(join(dir, "fixed.vhd.gz"), gzipSync(await readFile(join(dir, "fixed.vhd"))));
     files = await FileServer.start(dir);
     env = await OperatorEnv.start();
   });
@@ -46,7 +49,7 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     await rm(dir, { recursive: true, force: true });
   });
 
-  for (const [name, file] of [["fixed", "fixed.vhd"], ["dynamic", "dynamic.vhd"], ["odd-raw", "odd.raw"]] as const) {
+  for (const [name, file] of [["fixed", "fixed.vhd"], ["dynamic", "dynamic.vhd"], ["odd-raw", "odd.raw"], ["dynamic-zstd", "dynamic.vhd.zst"], ["fixed-gzip", "fixed.vhd.gz"]] as const) {
     it(`imports a ${name} source made by qemu-img and registers the image`, async () => {
       const bytes = await readFile(join(dir, file));
       const checksum = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;

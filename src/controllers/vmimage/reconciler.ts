@@ -49,6 +49,7 @@ export function managedImageName(obj: VmImage): string {
  */
 export class VmImageReconciler {
   private readonly d: VmImageReconcilerDeps;
+  private readonly probes = new Map<string, ProbedSource>();
 
   constructor(deps: VmImageReconcilerDeps) {
     this.d = deps;
@@ -376,13 +377,14 @@ export class VmImageReconciler {
       const probed = await this.probe(url, vhd.format);
       task = this.d.uploads.start(
         uid,
-        { azure: this.d.azure, resourceGroup: rg, diskName, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8 },
+        { azure: this.d.azure, resourceGroup: rg, diskName, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
         obj.metadata?.generation,
         () => {
           this.d.requeue(objectKeyOf(obj));
         },
       );
-      await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${probed.layout.format}, ${probed.layout.vhdSize} bytes) into disk '${diskName}'.`);
+      const compressed = probed.compression === "none" ? "" : `${probed.compression}-compressed `;
+      await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${compressed}${probed.layout.format}, ${probed.layout.vhdSize} bytes) into disk '${diskName}'.`);
     }
     if (task) {
       status.transfer = transferStatus(task);
@@ -421,8 +423,17 @@ export class VmImageReconciler {
   }
 
   private async probe(url: string, format: "auto" | "vhd" | "raw" | undefined): Promise<ProbedSource> {
+    // A compressed source is read whole to be probed; the result is kept for the upload that follows.
+    const key = `${format ?? "auto"} ${url}`;
+    const known = this.probes.get(key);
+    if (known) return known;
     try {
-      return await probeSource(url, format ?? "auto");
+      const probed = await probeSource(url, format ?? "auto");
+      if (probed.compression !== "none") {
+        if (this.probes.size > 100) this.probes.clear();
+        this.probes.set(key, probed);
+      }
+      return probed;
     } catch (err) {
       if (err instanceof SourceError) {
         if (err.retryable) throw new AzureError("Retryable", err.reason, err.message);

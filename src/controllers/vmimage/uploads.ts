@@ -3,7 +3,7 @@ import type { AzureClients } from "../../azure/clients.ts";
 import { classify } from "../../azure/errors.ts";
 import { toFixedVhd, type Layout } from "../../vhd/convert.ts";
 import { VhdFormatError } from "../../vhd/footer.ts";
-import { openSource, SourceError } from "../../vhd/source.ts";
+import { openSource, SourceError, type Compression } from "../../vhd/source.ts";
 import { uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
 
 /** An import running in the background, outside any reconcile. */
@@ -25,6 +25,7 @@ export interface ImportJob {
   layout: Layout;
   checksum: string | undefined;
   concurrency: number;
+  compression: Compression;
 }
 
 /**
@@ -36,7 +37,7 @@ export async function importToDisk(job: ImportJob, task: UploadTask): Promise<vo
   const access = await disks.grantAccess(job.resourceGroup, job.diskName, { access: "Write", durationInSeconds: 24 * 3600 });
   if (!access.accessSAS) throw new SourceError("UploadFailed", "Azure granted no write access to the upload disk");
   const target = new PageBlobClient(access.accessSAS, new AnonymousCredential());
-  const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined });
+  const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression });
   await uploadChunks(target, toFixedVhd(stream, job.layout), job.layout.vhdSize, {
     concurrency: job.concurrency,
     signal: task.abort.signal,
