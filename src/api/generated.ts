@@ -203,6 +203,13 @@ export interface VmImageSpec {
   osState?: "Generalized" | "Specialized";
   /** Hyper-V generation of VMs made from the image (V2 boots with UEFI). */
   hyperVGeneration?: "V1" | "V2";
+  /** Features of the image, set on a gallery image definition the operator creates (an existing definition must have them), for example SecurityType TrustedLaunch (which needs hyperVGeneration V2), IsAcceleratedNetworkSupported true, DiskControllerTypes SCSI,NVMe. */
+  features?: Array<{
+    /** Feature name, for example SecurityType. */
+    name: string;
+    /** Feature value, for example TrustedLaunch. */
+    value: string;
+  }>;
   /** Where the image comes from. Exactly one of marketplace, gallery or vhd. */
   source: {
     /** A Marketplace image; version latest is resolved and pinned in status.resolvedVersion. */

@@ -20,6 +20,8 @@ export function vmImageSpecProblems(spec: VmImageSpec): string[] {
   }
   if (src.vhd && count(src.vhd.url, src.vhd.blobUri) !== 1) problems.push("spec.source.vhd needs exactly one of url or blobUri");
   problems.push(...destinationProblems(spec.destination));
+  const secure = (spec.features ?? []).some((f) => f.name === "SecurityType" && (f.value.startsWith("TrustedLaunch") || f.value.startsWith("Confidential")));
+  if (secure && spec.hyperVGeneration !== undefined && spec.hyperVGeneration !== "V2") problems.push("Trusted Launch and confidential VM images need hyperVGeneration V2");
   return problems;
 }
 

@@ -82,6 +82,18 @@ describe("VmImage controller: Azure Compute Gallery destinations", () => {
     assert.deepEqual(versions.sort(), ["1.0.0", "1.0.1"]);
   });
 
+  it("creates a Trusted Launch definition from spec.features, and refuses a definition without the feature", async () => {
+    const gallery = { galleryName: "golden", targetRegions: [{ name: "westeurope" }] };
+    await apply("trusted", { source: ubuntu, features: [{ name: "SecurityType", value: "TrustedLaunch" }], destination: { gallery: { ...gallery, imageDefinition: "ubuntu-tl" } } });
+    await eventually("Ready", () => isReady("trusted"), 60_000);
+    const def = await env.azure.compute.galleryImages.get("rg-gallery", "golden", "ubuntu-tl");
+    assert.deepEqual(def.features?.map((f) => [f.name, f.value]), [["SecurityType", "TrustedLaunch"]]);
+    // The plain "ubuntu" definition made earlier lacks the feature.
+    await apply("trusted-wrong", { source: ubuntu, features: [{ name: "SecurityType", value: "TrustedLaunch" }], destination: { gallery: { ...gallery, imageDefinition: "ubuntu" } } });
+    await eventually("Stalled", async () => ready(await get("trusted-wrong"))?.reason === "ImageDefinitionMismatch", 30_000);
+    assert.match(ready(await get("trusted-wrong"))?.message ?? "", /feature SecurityType \(unset\) \(this image: TrustedLaunch\)/);
+  });
+
   it("refuses to publish into a definition whose OS type differs", async () => {
     await env.azure.compute.galleryImages.createOrUpdate("rg-gallery", "golden", "windows", {
       location: "westeurope", osType: "Windows", osState: "Generalized", hyperVGeneration: "V2",

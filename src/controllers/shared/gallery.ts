@@ -109,6 +109,7 @@ export async function ensureGalleryVersion(
         osType: spec.osType,
         osState,
         hyperVGeneration,
+        ...(spec.features?.length ? { features: spec.features.map((f) => ({ name: f.name, value: f.value })) } : {}),
         identifier: {
           publisher: g.identifier?.publisher ?? obj.metadata?.namespace ?? "default",
           offer: g.identifier?.offer ?? g.imageDefinition,
@@ -118,13 +119,16 @@ export async function ensureGalleryVersion(
     );
     return reconciling("CreatingImageDefinition", `Creating image definition '${g.imageDefinition}'.`);
   }
-  const mismatch = (
-    [
-      ["osType", definition.osType, spec.osType],
-      ["osState", definition.osState, osState],
-      ["hyperVGeneration", definition.hyperVGeneration ?? "V1", hyperVGeneration],
-    ] as const
-  ).filter(([, have, want]) => have?.toLowerCase() !== want.toLowerCase());
+  const compared: Array<[string, string | undefined, string]> = [
+    ["osType", definition.osType, spec.osType],
+    ["osState", definition.osState, osState],
+    ["hyperVGeneration", definition.hyperVGeneration ?? "V1", hyperVGeneration],
+  ];
+  const mismatch = compared.filter(([, have, want]) => have?.toLowerCase() !== want.toLowerCase());
+  for (const f of spec.features ?? []) {
+    const have = definition.features?.find((x) => x.name?.toLowerCase() === f.name.toLowerCase())?.value;
+    if (have?.toLowerCase() !== f.value.toLowerCase()) mismatch.push([`feature ${f.name}`, have, f.value]);
+  }
   if (mismatch.length > 0) {
     throw new AzureError(
       "Terminal",
