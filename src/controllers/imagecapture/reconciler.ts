@@ -12,7 +12,7 @@ import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject } from "../shared/accept.ts";
-import { ensureGalleryVersion, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
+import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { currentStep, finishStep, initialSteps, OUTPUT_STEPS, planOf, startStep, type CapturePlan } from "./steps.ts";
@@ -261,7 +261,7 @@ export class ImageCaptureReconciler {
   private async backup(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan, vm: CapturedVm): Promise<StepResult> {
     const { compute } = this.d.azure;
     const rg = this.outputGroup(obj, vm);
-    await this.ensureResourceGroup(obj, rg, vm.location);
+    await ensureResourceGroup(this.destinationDeps(obj), rg, vm.location, obj.metadata?.uid ?? "");
     const disks = capturedDisks(vm, plan);
     const snapshots: NonNullable<ImageCaptureStatus["snapshots"]> = [];
     let pending = 0;
@@ -541,15 +541,6 @@ export class ImageCaptureReconciler {
 
   private outputGroup(obj: ImageCapture, vm: CapturedVm): string {
     return obj.spec.resourceGroup ?? vmTarget({ id: vm.id }).resourceGroup;
-  }
-
-  private async ensureResourceGroup(obj: ImageCapture, rg: string, location: string): Promise<void> {
-    const { resources } = this.d.azure;
-    if (await getOrUndefined(resources.resourceGroups.get(rg))) return;
-    await resources.resourceGroups.createOrUpdate(rg, { location, tags: { [OWNER_TAG]: obj.metadata?.uid ?? "" } }).catch((err: unknown) => {
-      throw classify(err);
-    });
-    await this.event(obj, "Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
   }
 
   private async recordTransition(obj: ImageCapture, health: Health): Promise<void> {

@@ -209,3 +209,13 @@ async function chooseVersion(d: GalleryDeps, obj: ImageTarget, status: Destinati
   const [major = 0, minor = 0, patch = 0] = highest.split(".").map(Number);
   return `${major}.${minor}.${patch + 1}`;
 }
+
+/** Creates resource group `rg` in `location` when it does not exist (tagged with the owner), with an Event. */
+export async function ensureResourceGroup(d: GalleryDeps, rg: string, location: string, ownerUid: string): Promise<void> {
+  const { resources } = d.azure;
+  if (await getOrUndefined(resources.resourceGroups.get(rg))) return;
+  await resources.resourceGroups.createOrUpdate(rg, { location, tags: { [d.ownerTag]: ownerUid } }).catch((err: unknown) => {
+    throw classify(err);
+  });
+  await d.event("Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
+}

@@ -13,7 +13,7 @@ import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject } from "../shared/accept.ts";
-import { ensureGalleryVersion, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
+import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { resolveGalleryImage, type ResolvedGalleryImage } from "./gallery-source.ts";
@@ -191,8 +191,8 @@ export class VmImageReconciler {
     const vhdSource = obj.spec.source.vhd;
     // A Ready object is observed with reads of its outputs only; the rest is checked when something is missing.
     const steady = isSteady(obj);
-    if (!steady) await this.ensureResourceGroup(obj);
     const gallery = this.destinationDeps(obj);
+    if (!steady) await ensureResourceGroup(gallery, obj.spec.resourceGroup, obj.spec.location, obj.metadata?.uid ?? "");
     const target = { kind: "VmImage", ...obj };
     if (dest.managedImage) {
       const image = await this.ensureManagedImage(obj, status, prepareDisk, sourceHyperVGeneration);
@@ -212,16 +212,6 @@ export class VmImageReconciler {
     });
     if (version.health.state === "ready" && !steady) await this.removeSourceDisk(obj);
     return version;
-  }
-
-  private async ensureResourceGroup(obj: VmImage): Promise<void> {
-    const { resources } = this.d.azure;
-    const rg = obj.spec.resourceGroup;
-    if (await getOrUndefined(resources.resourceGroups.get(rg))) return;
-    await resources.resourceGroups.createOrUpdate(rg, { location: obj.spec.location, tags: { [OWNER_TAG]: obj.metadata?.uid ?? "" } }).catch((err: unknown) => {
-      throw classify(err);
-    });
-    await this.event(obj, "Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
   }
 
   /** Deletes the temporary source disk, if this object made it and it is still there. */
