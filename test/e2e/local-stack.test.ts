@@ -13,6 +13,7 @@ import { kubectl } from "../support/kubectl.ts";
 const start = fileURLToPath(new URL("../../src/localstack/start.ts", import.meta.url));
 const sample = fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url));
 const captureSample = fileURLToPath(new URL("../../crds/samples/imagecapture-linux.yaml", import.meta.url));
+const windowsSample = fileURLToPath(new URL("../../crds/samples/imagecapture-windows.yaml", import.meta.url));
 
 const alive = isAlive;
 
@@ -93,9 +94,9 @@ describe("npm start: the whole local stack, used with kubectl", () => {
       assert.match(stdout, /^24\.04\.\d+ \/subscriptions\/.+\/providers\/Microsoft\.Compute\/images\/default-ubuntu-2404-[0-9a-f]{8}$/);
       await kubectl(kubeconfig, ["delete", "-f", sample, "--timeout=60s"]);
 
-      // The capture sample, against the VM npm start seeds for it.
-      await kubectl(kubeconfig, ["apply", "-f", captureSample]);
-      await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "imgcap/build-vm-capture", "--timeout=120s"]);
+      // The capture samples, against the VMs npm start seeds for them.
+      await kubectl(kubeconfig, ["apply", "-f", captureSample, "-f", windowsSample]);
+      await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "imgcap/build-vm-capture", "imgcap/windows-golden-capture", "--timeout=150s"]);
       const table = await kubectl(kubeconfig, ["get", "imgcap", "build-vm-capture"]);
       assert.match(table.stdout, /build-vm-capture\s+True\s+Done\s+Available/);
       const steps = await kubectl(kubeconfig, ["get", "imgcap", "build-vm-capture", "-o", "jsonpath={range .status.steps[*]}{.name}={.state} {end}"]);
@@ -103,7 +104,9 @@ describe("npm start: the whole local stack, used with kubectl", () => {
         steps.stdout.trim(),
         "Validate=Succeeded Backup=Succeeded Generalize=Succeeded Deallocate=Succeeded MarkGeneralized=Succeeded CreateImage=Succeeded CreateGalleryVersion=Succeeded Replicate=Succeeded Cleanup=Skipped",
       );
-      await kubectl(kubeconfig, ["delete", "-f", captureSample, "--timeout=60s"]);
+      const windows = await kubectl(kubeconfig, ["get", "imgcap", "windows-golden-capture", "-o", "jsonpath={.status.currentStep} {.status.steps[?(@.name==\"Cleanup\")].message}"]);
+      assert.equal(windows.stdout, "Done deleted the VM and its disks.");
+      await kubectl(kubeconfig, ["delete", "-f", captureSample, "-f", windowsSample, "--timeout=60s"]);
     } finally {
       // Ctrl-C
       const children = await descendants(stack.pid ?? 0);
