@@ -10,6 +10,8 @@ import { ArmRateLimiter } from "./rate-limit.ts";
 /** The SDK clients the controllers use, for one subscription. */
 export interface AzureClients {
   subscriptionId: string;
+  /** The operator's identity, also for Azure Storage (page-blob uploads into the user's storage account). */
+  credential: TokenCredential;
   compute: ComputeManagementClient;
   resources: ResourceManagementClient;
   terms: MarketplaceOrderingAgreements;
@@ -57,5 +59,5 @@ export function createAzureClients(
   // AutoRest clients take the request host and the token audience separately.
   const terms = new MarketplaceOrderingAgreements(credential, cfg.subscriptionId, endpoint ? { $host: endpoint, endpoint } : {});
   for (const client of [compute, resources, terms]) client.pipeline.addPolicy(limiter.policy(), { phase: "Retry" });
-  return { subscriptionId: cfg.subscriptionId, compute, resources, terms };
+  return { subscriptionId: cfg.subscriptionId, credential, compute, resources, terms };
 }

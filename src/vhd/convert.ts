@@ -120,19 +120,25 @@ class Reader {
  * Turns a source stream into the pieces of a fixed VHD, in one pass and bounded memory: a fixed VHD is
  * checked and passed through; a dynamic VHD is expanded by following its block allocation table (blocks
  * must appear in the file in increasing order, as every tool writes them); raw data is passed through
- * and given a fixed-VHD footer. Sizes short of a whole MiB are padded with zeros. Every yielded chunk is 512-aligned and at most `chunkSize` bytes; the footer comes last.
+ * and given a fixed-VHD footer. Sizes short of a whole MiB are padded with zeros. Every yielded chunk is 512-aligned and at most `chunkSize` bytes; the footer comes last. A fixed or raw source can be
+ * resumed: given the stream from `startOffset` on, the chunks start there.
  */
 export async function* toFixedVhd(
   source: AsyncIterable<Buffer | Uint8Array>,
   layout: Layout,
   chunkSize = 4 * MiB,
+  /** Resume: `source` starts at this byte of the image (fixed VHD or raw only, 512-aligned). */
+  startOffset = 0,
 ): AsyncGenerator<Chunk> {
   const r = new Reader(source);
+  if (startOffset % SECTOR !== 0 || (startOffset > 0 && layout.format === "dynamic")) {
+    throw new Error(`cannot start a ${layout.format} source at byte ${startOffset}`);
+  }
   if (layout.format === "dynamic") {
     yield* expandDynamic(r, layout, chunkSize);
   } else {
     const dataBytes = layout.format === "fixed" ? layout.sourceDiskSize : undefined;
-    let offset = 0;
+    let offset = startOffset;
     for (;;) {
       const want = dataBytes === undefined ? chunkSize : Math.min(chunkSize, dataBytes - offset);
       if (want <= 0) break;

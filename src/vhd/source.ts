@@ -156,7 +156,7 @@ async function probeCompressed(url: string, compression: Compression, format: "a
  */
 export async function openSource(
   url: string,
-  opts: { signal?: AbortSignal; hashed?: boolean; compression?: Compression } = {},
+  opts: { signal?: AbortSignal; hashed?: boolean; compression?: Compression; start?: number } = {},
 ): Promise<{ stream: AsyncIterable<Buffer>; hash: Hash | undefined }> {
   const signal = opts.signal;
   // node:http streams the body as Buffers straight from the socket; fetch's web streams cost several
@@ -165,7 +165,8 @@ export async function openSource(
   const requestFn = parsed.protocol === "https:" ? httpsRequest : parsed.protocol === "http:" ? httpRequest : undefined;
   if (!requestFn) throw new SourceError("SourceRefused", `${displayUrl(url)}: only http and https URLs can be imported`);
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const req = requestFn(parsed, { ...(signal ? { signal } : {}) }, resolve);
+    const start = opts.start ?? 0;
+    const req = requestFn(parsed, { ...(signal ? { signal } : {}), ...(start > 0 ? { headers: { range: `bytes=${start}-` } } : {}) }, resolve);
     req.on("error", (err) => {
       reject(new SourceError("SourceUnreachable", `cannot reach ${displayUrl(url)}: ${err.message}`, true));
     });
@@ -176,6 +177,10 @@ export async function openSource(
     res.resume();
     const retryable = status >= 500 || status === 429 || status === 408;
     throw new SourceError(status === 404 ? "SourceNotFound" : "SourceRefused", `${displayUrl(url)} answered ${status} ${res.statusMessage ?? ""}`, retryable);
+  }
+  if ((opts.start ?? 0) > 0 && status !== 206) {
+    res.resume();
+    throw new SourceError("SourceRangeRefused", `${displayUrl(url)} did not answer a Range request with partial content`, true);
   }
   const expected = Number(res.headers["content-length"]);
   const hash = opts.hashed ? createHash("sha256") : undefined;

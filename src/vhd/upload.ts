@@ -12,6 +12,11 @@ export interface TransferProgress {
   bytesDone: number;
   bytesSkippedZero: number;
   bytesWritten: number;
+  /**
+   * Every byte before this offset is in the target (written, or zero and skipped): where an
+   * interrupted upload can resume. Writes still in flight are after it.
+   */
+  confirmedOffset: number;
 }
 
 export interface UploadOptions {
@@ -21,6 +26,8 @@ export interface UploadOptions {
   maxWriteBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: TransferProgress) => void;
+  /** The chunks continue an upload that is complete up to here (counted as done). */
+  startOffset?: number;
 }
 
 const MAX_PAGE_WRITE = 4 * 1024 * 1024;
@@ -43,14 +50,23 @@ export async function uploadChunks(
 ): Promise<TransferProgress> {
   const concurrency = opts.concurrency ?? 8;
   const maxWrite = Math.min(opts.maxWriteBytes ?? MAX_PAGE_WRITE, MAX_PAGE_WRITE);
-  const progress: TransferProgress = { bytesTotal, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0 };
+  const progress: TransferProgress = { bytesTotal, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0, confirmedOffset: opts.startOffset ?? 0 };
+  progress.bytesDone = opts.startOffset ?? 0;
   const inFlight = new Set<Promise<void>>();
+  const pending = new Set<number>();
+  let scheduledEnd = opts.startOffset ?? 0;
+  const confirm = () => {
+    progress.confirmedOffset = pending.size > 0 ? Math.min(...pending) : scheduledEnd;
+  };
   let failure: unknown;
 
   const write = (offset: number, data: Buffer): Promise<void> => {
+    pending.add(offset);
     const p = target
       .uploadPages(data, offset, data.length, opts.signal ? { abortSignal: opts.signal } : {})
       .then(() => {
+        pending.delete(offset);
+        confirm();
         progress.bytesWritten += data.length;
         progress.bytesDone += data.length;
         opts.onProgress?.(progress);
@@ -67,9 +83,11 @@ export async function uploadChunks(
     if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) throw new Error(`unaligned chunk at ${chunk.offset}`);
     for (let i = 0; i < chunk.data.length; i += maxWrite) {
       const piece = chunk.data.subarray(i, i + maxWrite);
+      scheduledEnd = chunk.offset + i + piece.length;
       if (isZero(piece)) {
         progress.bytesSkippedZero += piece.length;
         progress.bytesDone += piece.length;
+        confirm();
         continue;
       }
       while (inFlight.size >= concurrency) await Promise.race(inFlight);
@@ -83,8 +101,9 @@ export async function uploadChunks(
   if (failure) throw failure instanceof Error ? failure : new Error("a page write failed", { cause: failure });
   // Every byte of the image not written reads as zero: a zero range skipped, or a hole the source never
   // stored (unallocated blocks of a dynamic VHD, padding to a whole MiB).
-  progress.bytesSkippedZero = bytesTotal - progress.bytesWritten;
+  progress.bytesSkippedZero = bytesTotal - progress.bytesWritten - (opts.startOffset ?? 0);
   progress.bytesDone = bytesTotal;
+  progress.confirmedOffset = bytesTotal;
   opts.onProgress?.(progress);
   return progress;
 }

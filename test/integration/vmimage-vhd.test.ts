@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -65,6 +65,44 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
       await eventually("upload disk removed", async () => !(await disksLeft()).some((d) => d.includes(`vhd-${name}`)));
     });
   }
+
+  it("uploads into a page blob in a named container and, after an operator restart, resumes where it stopped", async (t) => {
+    // 40 MiB of incompressible data as a qemu-img fixed VHD, served at about 6 MiB/s.
+    await writeFile(join(dir, "slow.raw"), randomBytes(40 * MiB));
+    await qemuImg(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size=on", join(dir, "slow.raw"), join(dir, "slow.vhd")]);
+    const slow = await FileServer.start(dir, true, 6 * MiB);
+    try {
+      const container = `${env.emu.blobs?.endpoint ?? ""}/staging`;
+      await apply("vhd-blob", { url: `${slow.url}/slow.vhd`, uploadContainerUrl: container });
+      await eventually("Uploading", async () => ((await get("vhd-blob")).status?.transfer?.bytesDone ?? 0) > 8 * MiB, 30_000);
+      const obj = await get("vhd-blob");
+      const blob = env.emu.blobs?.service.getContainerClient("staging").getPageBlobClient(`default-vhd-blob-${(obj.metadata?.uid ?? "").slice(0, 8)}.vhd`);
+      assert.ok(blob);
+      let confirmed = 0;
+      await eventually("progress recorded in the blob", async () => (confirmed = Number((await blob.getProperties()).metadata?.azureimagesconfirmed ?? 0)) > 0, 20_000);
+      await env.restartOperator();
+      await eventually("Ready", async () => ready(await get("vhd-blob"))?.status === "True", 60_000);
+      const events = await env.kube.get<{ items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }>("/api/v1/namespaces/default/events");
+      const resumed = events.items.find((e) => e.involvedObject.name === "vhd-blob" && e.reason === "UploadResumed");
+      assert.ok(resumed, "an UploadResumed Event");
+      const resumedAt = Number(/at byte (\d+)/.exec(resumed.message)?.[1]);
+      assert.ok(resumedAt >= confirmed && resumedAt < 40 * MiB, `resumed at ${resumedAt}`);
+      assert.ok(slow.ranges.includes(`/slow.vhd bytes=${resumedAt}-`), `the source was asked from byte ${resumedAt}: ${slow.ranges.join(", ")}`);
+      t.diagnostic(`resumed at byte ${resumedAt} of ${40 * MiB + 512}`);
+      // The blob is the source, byte for byte (apart from the footer the operator writes itself), and marked complete.
+      const [written, source] = [await blob.downloadToBuffer(), await readFile(join(dir, "slow.vhd"))];
+      assert.equal(written.length, source.length);
+      assert.ok(written.subarray(0, -512).equals(source.subarray(0, -512)), "same disk contents");
+      assert.equal((await blob.getProperties()).metadata?.azureimagescomplete, "true");
+      const image = await env.azure.compute.images.get("rg-vhd", (await get("vhd-blob")).status?.imageId?.split("/").pop() ?? "");
+      assert.equal(image.storageProfile?.osDisk?.blobUri, blob.url);
+      // Deleting the object (policy Delete) deletes the blob with the image.
+      await env.kube.delete(env.path("vhd-blob"));
+      await eventually("blob deleted", async () => !(await blob.exists()), 30_000);
+    } finally {
+      await slow.stop();
+    }
+  });
 
   it("registers an existing page blob in place, and relays Azure's refusal of a dynamic VHD", async () => {
     const container = env.emu.blobs?.service.getContainerClient("vhds");

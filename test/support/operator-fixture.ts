@@ -54,11 +54,21 @@ export class OperatorEnv {
       undefined,
       limiter,
     );
+    await this.startManager();
+  }
+
+  private async startManager(): Promise<void> {
     const log = testLogger();
     const metrics = new Metrics();
     this.manager = new Manager({ client: clientFor(this.cp), log, metrics });
     registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
     await this.manager.start();
+  }
+
+  /** Stops the operator (its background uploads are aborted) and starts a fresh one, as a restart would. */
+  async restartOperator(): Promise<void> {
+    await this.manager.stop();
+    await this.startManager();
   }
 
   async stop(): Promise<void> {

@@ -19,7 +19,8 @@ import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { resolveGalleryImage, type ResolvedGalleryImage } from "./gallery-source.ts";
 import { displayUrl, probeSource, SourceError, type ProbedSource } from "../../vhd/source.ts";
 import { ensureTermsAccepted, resolveMarketplaceImage, SourceProblem, type ResolvedMarketplaceImage } from "./marketplace.ts";
-import type { UploadTask, UploadTasks } from "./uploads.ts";
+import { BlobMeta, type UploadTask, type UploadTasks } from "./uploads.ts";
+import { ContainerClient, PageBlobClient } from "@azure/storage-blob";
 
 export interface VmImageReconcilerDeps {
   kube: KubeClient;
@@ -111,6 +112,8 @@ export class VmImageReconciler {
     const vhd = spec.source.vhd;
     if (vhd?.url) {
       const url = vhd.url;
+      const container = vhd.uploadContainerUrl;
+      if (container) return this.ensureDestinations(obj, status, () => this.prepareUploadedBlob(obj, status, url, container));
       return this.ensureDestinations(obj, status, () => this.prepareUploadedDisk(obj, status, url));
     }
     if (vhd?.blobUri) {
@@ -367,7 +370,7 @@ export class VmImageReconciler {
       const probed = await this.probe(url, vhd.format);
       task = this.d.uploads.start(
         uid,
-        { azure: this.d.azure, resourceGroup: rg, diskName, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
+        { azure: this.d.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
         obj.metadata?.generation,
         () => {
           this.d.requeue(objectKeyOf(obj));
@@ -391,6 +394,102 @@ export class VmImageReconciler {
     }
     this.d.uploads.forget(uid);
     return { diskId: disk.id ?? "" };
+  }
+
+  /** The page blob a VHD is uploaded into when the user names a container. */
+  private uploadBlobUrl(obj: VmImage): string | undefined {
+    const container = obj.spec.source.vhd?.uploadContainerUrl;
+    return container ? `${container.replace(/\/+$/, "")}/${azureName(obj.metadata, ".vhd")}` : undefined;
+  }
+
+  /**
+   * A VHD streamed from a URL into a page blob in the user's container, with the operator's identity.
+   * The blob records in its metadata who owns it, how far the upload is confirmed and when it is
+   * complete, so after an operator restart the upload resumes from the confirmed offset with a Range
+   * request (a fixed or raw source on a server with Range support, no checksum to compute); otherwise
+   * it starts over, said in an Event. The complete blob is kept for the object's lifetime: outputs
+   * deleted out of band are remade from it without downloading again.
+   */
+  private async prepareUploadedBlob(obj: VmImage, status: VmImageStatus, url: string, containerUrl: string): Promise<Outcome | { blobUri: string }> {
+    const uid = obj.metadata?.uid ?? "";
+    const blobUrl = this.uploadBlobUrl(obj) ?? "";
+    const vhd = obj.spec.source.vhd ?? {};
+    const poll = { requeueAfterMs: this.d.pollMs };
+    const blob = new PageBlobClient(blobUrl, this.d.azure.credential);
+    let task = this.d.uploads.get(uid);
+    if (task && task.generation !== obj.metadata?.generation) {
+      this.d.uploads.forget(uid);
+      task = undefined;
+    }
+    if (task?.state === "failed" && task.failure) {
+      const failure = task.failure;
+      this.d.uploads.forget(uid);
+      if (!failure.retryable) {
+        // Nothing half-imported stays behind.
+        await blob.deleteIfExists().catch((err: unknown) => {
+          throw classify(err);
+        });
+        throw new SourceProblem(failure.reason, failure.message);
+      }
+      throw new AzureError("Retryable", failure.reason, failure.message);
+    }
+    if (task?.state === "running") {
+      status.transfer = transferStatus(task);
+      const t = status.transfer;
+      return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploaded ${t.percent ?? 0}% of ${t.bytesTotal ?? 0} bytes.` }, ...poll };
+    }
+    if (task?.state === "succeeded") {
+      status.transfer = transferStatus(task);
+      this.d.uploads.forget(uid);
+      return { blobUri: blobUrl };
+    }
+
+    const props = await blob.getProperties().catch((err: unknown) => {
+      const c = classify(err);
+      if (c.kind === "NotFound") return undefined;
+      throw c;
+    });
+    let startOffset = 0;
+    const probed = props?.metadata?.[BlobMeta.complete] === "true" ? undefined : await this.probe(url, vhd.format);
+    if (props) {
+      if (props.metadata?.[BlobMeta.owner] !== uid) {
+        throw new AzureError("Terminal", "ResourceNotOwned", `Blob ${displayUrl(blobUrl)} exists and was not uploaded for this VmImage.`);
+      }
+      if (!probed) return { blobUri: blobUrl };
+      const confirmed = Number(props.metadata[BlobMeta.confirmed] ?? 0);
+      const resumable = probed.rangeSupported && probed.compression === "none" && probed.layout.format !== "dynamic" && !vhd.checksum && props.contentLength === probed.layout.vhdSize;
+      if (resumable && confirmed > 0 && confirmed < probed.layout.vhdSize) {
+        startOffset = confirmed;
+        await this.event(obj, "Normal", "UploadResumed", `Resuming the interrupted upload at byte ${confirmed} of ${probed.layout.vhdSize}.`);
+      } else {
+        const why = !probed.rangeSupported ? "the source does not support Range requests" : vhd.checksum ? "the checksum covers the whole source" : "this source cannot be read from the middle";
+        await this.event(obj, "Warning", "UploadRestarted", `The interrupted upload starts over: ${why}.`);
+      }
+    } else {
+      await new ContainerClient(containerUrl, this.d.azure.credential).createIfNotExists().catch((err: unknown) => {
+        throw classify(err);
+      });
+    }
+    if (!probed) throw new Error("unreachable: an incomplete upload has been probed");
+    task = this.d.uploads.start(
+      uid,
+      {
+        azure: this.d.azure,
+        destination: { kind: "blob", blobUrl, ownerUid: uid, startOffset },
+        url,
+        layout: probed.layout,
+        checksum: vhd.checksum,
+        concurrency: 8,
+        compression: probed.compression,
+      },
+      obj.metadata?.generation,
+      () => {
+        this.d.requeue(objectKeyOf(obj));
+      },
+    );
+    if (startOffset === 0) await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${probed.layout.format}, ${probed.layout.vhdSize} bytes) into ${displayUrl(blobUrl)}.`);
+    status.transfer = transferStatus(task);
+    return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploading into ${displayUrl(blobUrl)}.` }, ...poll };
   }
 
   /**
@@ -461,6 +560,17 @@ export class VmImageReconciler {
       } catch (err) {
         const c = classify(err);
         if (c.kind !== "NotFound") throw c;
+      }
+      const blobUrl = this.uploadBlobUrl(obj);
+      if (blobUrl) {
+        const blob = new PageBlobClient(blobUrl, this.d.azure.credential);
+        const props = await blob.getProperties().catch(() => undefined);
+        if (props?.metadata?.[BlobMeta.owner] === obj.metadata.uid) {
+          this.d.uploads.forget(obj.metadata.uid ?? "");
+          await blob.deleteIfExists().catch((err: unknown) => {
+            throw classify(err);
+          });
+        }
       }
       await this.event(obj, "Normal", "Deleted", "Deleted the Azure resources this VmImage created.");
     }

@@ -19,37 +19,61 @@ export interface UploadTask {
 
 export interface ImportJob {
   azure: AzureClients;
-  resourceGroup: string;
-  diskName: string;
   url: string;
   layout: Layout;
   checksum: string | undefined;
   concurrency: number;
   compression: Compression;
+  /** Where the fixed VHD goes: an upload disk (write SAS), or a page blob in the user's storage account. */
+  destination: { kind: "disk"; resourceGroup: string; diskName: string } | { kind: "blob"; blobUrl: string; ownerUid: string; startOffset: number };
 }
 
+/** Blob metadata of a page-blob upload: who owns it, how far it is confirmed, whether it is complete. */
+export const BlobMeta = { owner: "azureimagesowner", confirmed: "azureimagesconfirmed", complete: "azureimagescomplete" } as const;
+
 /**
- * Streams a source into an upload-ready managed disk: write access, page writes of the converted fixed
- * VHD, checksum check, access revoked. Runs as a background task; reconciles look at its progress.
+ * Streams a source into its destination: page writes of the converted fixed VHD, checksum check, then
+ * the destination is closed (an upload disk's write access revoked; a page blob marked complete). A
+ * page-blob upload records how far it is confirmed in the blob's metadata every few seconds, so an
+ * operator restart can resume there. Runs as a background task; reconciles look at its progress.
  */
-export async function importToDisk(job: ImportJob, task: UploadTask): Promise<void> {
-  const disks = job.azure.compute.disks;
-  const access = await disks.grantAccess(job.resourceGroup, job.diskName, { access: "Write", durationInSeconds: 24 * 3600 });
-  if (!access.accessSAS) throw new SourceError("UploadFailed", "Azure granted no write access to the upload disk");
-  const target = new PageBlobClient(access.accessSAS, new AnonymousCredential());
-  const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression });
-  await uploadChunks(target, toFixedVhd(stream, job.layout), job.layout.vhdSize, {
+export async function importSource(job: ImportJob, task: UploadTask): Promise<void> {
+  const dest = job.destination;
+  let target: PageBlobClient;
+  let startOffset = 0;
+  let saveProgress: (confirmed: number) => Promise<unknown> = () => Promise.resolve();
+  if (dest.kind === "disk") {
+    const access = await job.azure.compute.disks.grantAccess(dest.resourceGroup, dest.diskName, { access: "Write", durationInSeconds: 24 * 3600 });
+    if (!access.accessSAS) throw new SourceError("UploadFailed", "Azure granted no write access to the upload disk");
+    target = new PageBlobClient(access.accessSAS, new AnonymousCredential());
+  } else {
+    target = new PageBlobClient(dest.blobUrl, job.azure.credential);
+    startOffset = dest.startOffset;
+    const meta = (confirmed: number) => ({ [BlobMeta.owner]: dest.ownerUid, [BlobMeta.confirmed]: String(confirmed) });
+    // A fresh start gets a fresh blob: every page reads as zero, so zero ranges need not be sent.
+    if (startOffset === 0) await target.create(job.layout.vhdSize, { metadata: meta(0) });
+    saveProgress = (confirmed) => target.setMetadata(meta(confirmed));
+  }
+  const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression, start: startOffset });
+  let saved = Date.now();
+  await uploadChunks(target, toFixedVhd(stream, job.layout, undefined, startOffset), job.layout.vhdSize, {
     concurrency: job.concurrency,
     signal: task.abort.signal,
+    startOffset,
     onProgress: (p) => {
       task.progress = { ...p };
+      if (Date.now() - saved > 2_000) {
+        saved = Date.now();
+        saveProgress(p.confirmedOffset).catch(() => undefined);
+      }
     },
   });
   if (job.checksum && hash) {
     const digest = `sha256:${hash.digest("hex")}`;
     if (job.checksum.toLowerCase() !== digest) throw new SourceError("ChecksumMismatch", `the source's checksum is ${digest}, not ${job.checksum}`);
   }
-  await disks.revokeAccess(job.resourceGroup, job.diskName);
+  if (dest.kind === "disk") await job.azure.compute.disks.revokeAccess(dest.resourceGroup, dest.diskName);
+  else await target.setMetadata({ [BlobMeta.owner]: dest.ownerUid, [BlobMeta.confirmed]: String(job.layout.vhdSize), [BlobMeta.complete]: "true" });
 }
 
 /** Background imports by object uid. */
@@ -65,12 +89,12 @@ export class UploadTasks {
     const task: UploadTask = {
       generation,
       startedAt: new Date(),
-      progress: { bytesTotal: job.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0 },
+      progress: { bytesTotal: job.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0, confirmedOffset: 0 },
       state: "running",
       abort: new AbortController(),
     };
     this.tasks.set(uid, task);
-    importToDisk(job, task)
+    importSource(job, task)
       .then(() => {
         task.state = "succeeded";
       })
