@@ -29,7 +29,7 @@ export async function runOperator(config: Config): Promise<number> {
       ? { leaderElection: { namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity: config.identity } }
       : {}),
   });
-  registerControllers(manager, { kube, azure, log, metrics }, config);
+  registerControllers(manager, { kube, azure, log, metrics, azureConfig: config.azure }, config);
   await manager.start();
   log.info(
     { server: kc.getCurrentCluster()?.server, namespace: config.namespace || "(all)", leaderElect: config.leaderElect, ...manager.addresses },

@@ -38,6 +38,11 @@ export interface ImageCaptureSpec {
   resourceGroup?: string;
   /** Leave the VM deallocated, or delete it and its disks once every output is Ready (never before). */
   afterCapture?: "Deallocate" | "Delete";
+  /** A Secret in this namespace with the Azure identity to use for this object instead of the operator's. Keys AZURE_TENANT_ID and AZURE_CLIENT_ID, AZURE_CLIENT_SECRET for a service principal (without it the operator's workload-identity token is exchanged for that client, which must trust the operator's service account), optional AZURE_SUBSCRIPTION_ID. The operator needs get on that Secret (a Role and RoleBinding in this namespace). */
+  credentialsRef?: {
+    /** Name of the Secret. */
+    name: string;
+  };
   /** What happens to the image outputs when this object is deleted. Snapshots are never deleted with the object. */
   deletionPolicy?: "Delete" | "Retain";
   /** What to create from the VM. At least one of managedImage or gallery. */
@@ -291,6 +296,11 @@ export interface VmImageSpec {
   };
   /** For a source given as latest (Marketplace or shared/community gallery), how often to look for a newer version, e.g. 24h. A newer version is reported (Event NewerVersionAvailable, status.latestCheck) and not used; the image stays built from status.resolvedVersion. Off when empty. */
   latestCheckInterval?: string;
+  /** A Secret in this namespace with the Azure identity to use for this object instead of the operator's. Keys AZURE_TENANT_ID and AZURE_CLIENT_ID, AZURE_CLIENT_SECRET for a service principal (without it the operator's workload-identity token is exchanged for that client, which must trust the operator's service account), optional AZURE_SUBSCRIPTION_ID. The operator needs get on that Secret (a Role and RoleBinding in this namespace). */
+  credentialsRef?: {
+    /** Name of the Secret. */
+    name: string;
+  };
   /** What happens to the Azure resources when this object is deleted. */
   deletionPolicy?: "Delete" | "Retain";
   /** Azure tags set on every resource the operator creates. */

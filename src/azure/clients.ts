@@ -12,6 +12,8 @@ export interface AzureClients {
   subscriptionId: string;
   /** The operator's identity, also for Azure Storage (page-blob uploads into the user's storage account). */
   credential: TokenCredential;
+  /** The client-side ARM limiter these clients share with every other set the operator makes. */
+  limiter: ArmRateLimiter;
   compute: ComputeManagementClient;
   resources: ResourceManagementClient;
   terms: MarketplaceOrderingAgreements;
@@ -59,5 +61,5 @@ export function createAzureClients(
   // AutoRest clients take the request host and the token audience separately.
   const terms = new MarketplaceOrderingAgreements(credential, cfg.subscriptionId, endpoint ? { $host: endpoint, endpoint } : {});
   for (const client of [compute, resources, terms]) client.pipeline.addPolicy(limiter.policy(), { phase: "Retry" });
-  return { subscriptionId: cfg.subscriptionId, credential, compute, resources, terms };
+  return { subscriptionId: cfg.subscriptionId, credential, limiter, compute, resources, terms };
 }

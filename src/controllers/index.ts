@@ -1,6 +1,7 @@
 import { GROUP, IMAGECAPTURE, VERSION, VMIMAGE } from "../api/group.ts";
 import type { ImageCapture, VmImage } from "../api/types.ts";
 import type { AzureClients } from "../azure/clients.ts";
+import type { AzureConfig } from "../config.ts";
 import { Controller } from "../runtime/controller.ts";
 import { EventRecorder } from "../runtime/events.ts";
 import { Informer } from "../runtime/informer.ts";
@@ -10,6 +11,7 @@ import type { Manager } from "../runtime/manager.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { specOrMetadataChanged } from "../runtime/predicates.ts";
 import { ImageCaptureReconciler } from "./imagecapture/reconciler.ts";
+import { NamespaceCredentials } from "./shared/credentials.ts";
 import { VmImageReconciler } from "./vmimage/reconciler.ts";
 import { UploadTasks } from "./vmimage/uploads.ts";
 
@@ -24,11 +26,12 @@ export interface ControllerSettings {
 /** Registers the operator's informers and controllers on `manager`. */
 export function registerControllers(
   manager: Manager,
-  deps: { kube: KubeClient; azure: AzureClients; log: Logger; metrics: Metrics },
+  deps: { kube: KubeClient; azure: AzureClients; log: Logger; metrics: Metrics; azureConfig?: AzureConfig },
   settings: ControllerSettings,
 ): void {
   const scope = settings.namespace ? { namespace: settings.namespace } : {};
   const events = new EventRecorder(deps.kube, "azure-image-operator", deps.log);
+  const credentials = deps.azureConfig ? new NamespaceCredentials(deps.kube, deps.azureConfig, deps.azure) : undefined;
   const ref: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural, ...scope };
   const informer = new Informer<VmImage>(deps.kube, ref, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
   const uploads = new UploadTasks();
@@ -49,6 +52,7 @@ export function registerControllers(
     ref,
     informer,
     azure: deps.azure,
+    ...(credentials ? { credentials } : {}),
     events,
     driftCheckMs: settings.resyncPeriodMs,
     pollMs: settings.pollMs ?? 5_000,
@@ -67,6 +71,7 @@ export function registerControllers(
     ref: captureRef,
     informer: captureInformer,
     azure: deps.azure,
+    ...(credentials ? { credentials } : {}),
     events,
     driftCheckMs: settings.resyncPeriodMs,
     pollMs: settings.pollMs ?? 5_000,

@@ -116,13 +116,22 @@ describe("deploy/: kustomize overlays against a real API server", () => {
     assert.equal(secrets, 403, "no access to Secrets");
 
     const creds = { subscriptionId: "00000000-0000-0000-0000-0000000000f1", tenantId: "00000000-0000-0000-0000-0000000000f2", clientId: "00000000-0000-0000-0000-0000000000f3", clientSecret: "rbac-test" };
-    const emu: Emulator = await startEmulator({ operationDurationMs: 0, retryAfterSeconds: 0, clients: [{ tenantId: creds.tenantId, clientId: creds.clientId, secret: creds.clientSecret }] });
+    const team = { tenantId: "00000000-0000-0000-0000-0000000000e1", clientId: "00000000-0000-0000-0000-0000000000e2", secret: "team-a-rbac" };
+    const emu: Emulator = await startEmulator({
+      operationDurationMs: 0,
+      retryAfterSeconds: 0,
+      clients: [
+        { tenantId: creds.tenantId, clientId: creds.clientId, secret: creds.clientSecret },
+        { tenantId: team.tenantId, clientId: team.clientId, secret: team.secret },
+      ],
+    });
     const log = testLogger();
     const metrics = new Metrics();
     const kube = new KubeClient(saKc);
     const manager = new Manager({ client: kube, log, metrics, leaderElection: { namespace: "azure-image-operator", name: "azure-image-operator", identity: "rbac-test" } });
-    const azure = createAzureClients({ ...creds, federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined });
-    registerControllers(manager, { kube, azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
+    const azureConfig = { ...creds, federatedTokenFile: undefined, authorityHost: emu.baseUrl, resourceManagerEndpoint: emu.baseUrl, caFile: undefined };
+    const azure = createAzureClients(azureConfig);
+    registerControllers(manager, { kube, azure, log, metrics, azureConfig }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
     await manager.start();
     try {
       await kubectl(cp.kubeconfigPath, ["apply", "-f", fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url))]);
@@ -132,6 +141,18 @@ describe("deploy/: kustomize overlays against a real API server", () => {
         return o.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
       }, 60_000);
       await kubectl(cp.kubeconfigPath, ["delete", "vmimg", "ubuntu-2404", "--timeout=30s"]);
+
+      // Per-namespace credentials: refused until the namespace grants `get` on exactly that Secret.
+      await kubectl(cp.kubeconfigPath, ["create", "namespace", "team-a"]);
+      await kubectl(cp.kubeconfigPath, ["-n", "team-a", "create", "secret", "generic", "azure-credentials", `--from-literal=AZURE_TENANT_ID=${team.tenantId}`, `--from-literal=AZURE_CLIENT_ID=${team.clientId}`, `--from-literal=AZURE_CLIENT_SECRET=${team.secret}`]);
+      const teamImage = { apiVersion: `${GROUP}/${VERSION}`, kind: VMIMAGE.kind, metadata: { name: "team-image", namespace: "team-a" }, spec: { location: "westeurope", resourceGroup: "team-a", osType: "Linux", credentialsRef: { name: "azure-credentials" }, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } }, destination: { managedImage: {} } } };
+      await kubectl(cp.kubeconfigPath, ["apply", "-f", "-"], JSON.stringify(teamImage));
+      const teamReady = async () => (await admin.get<VmImage>(objectPath(ref, "team-a", "team-image"))).status?.conditions?.find((c) => c.type === "Ready");
+      await eventually("CredentialsForbidden", async () => (await teamReady())?.reason === "CredentialsForbidden", 30_000);
+      await kubectl(cp.kubeconfigPath, ["apply", "-f", fileURLToPath(new URL("../../deploy/examples/namespace-credentials.yaml", import.meta.url))]);
+      await kubectl(cp.kubeconfigPath, ["annotate", "vmimg", "-n", "team-a", "team-image", "retry=1"]);
+      await eventually("Ready with the namespace's credentials", async () => (await teamReady())?.status === "True", 60_000);
+      await kubectl(cp.kubeconfigPath, ["delete", "vmimg", "-n", "team-a", "team-image", "--timeout=30s"]);
     } finally {
       await manager.stop();
       await emu.stop();

@@ -129,6 +129,35 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "watched", "--timeout=30s"]);
   });
 
+  it("uses the identity of the Secret named in credentialsRef, and says when it cannot", async () => {
+    const team = { tenantId: "00000000-0000-0000-0000-00000000beef", clientId: "00000000-0000-0000-0000-00000000c0de", secret: "team-a-secret-value" };
+    await fetch(`${env.emu.baseUrl}/admin/clients`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(team) });
+    const secret = (name: string, clientSecret: string) =>
+      kubectl(env.cp.kubeconfigPath, ["create", "secret", "generic", name, `--from-literal=AZURE_TENANT_ID=${team.tenantId}`, `--from-literal=AZURE_CLIENT_ID=${team.clientId}`, `--from-literal=AZURE_CLIENT_SECRET=${clientSecret}`]);
+    await secret("team-a", team.secret);
+    await secret("team-a-wrong", "not-the-secret");
+    const spec = (ref: string) => ({ ...base, credentialsRef: { name: ref }, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } }, destination: { managedImage: {} } });
+
+    await apply("team-ok", spec("team-a"));
+    await apply("team-wrong", spec("team-a-wrong"));
+    await apply("team-missing", spec("no-such-secret"));
+    await eventually("team-ok Ready", async () => ready(await get("team-ok"))?.status === "True", 30_000);
+    // The operator's own identity works, so a failure here shows the Secret's identity is the one used.
+    await eventually("team-wrong fails to authenticate", async () => (await get("team-wrong")).status?.lastError !== undefined, 30_000);
+    const wrong = await get("team-wrong");
+    assert.equal(ready(wrong)?.status, "False");
+    await eventually("team-missing Stalled", async () => ready(await get("team-missing"))?.reason === "CredentialsNotFound", 30_000);
+    assert.match(ready(await get("team-missing"))?.message ?? "", /Secret default\/no-such-secret \(spec\.credentialsRef\) does not exist/);
+    // No secret value ends up in status or Events.
+    const events = await kubectl(env.cp.kubeconfigPath, ["get", "events", "-o", "json"]);
+    for (const text of [JSON.stringify(wrong.status), JSON.stringify((await get("team-ok")).status), events.stdout]) {
+      assert.ok(!text.includes(team.secret) && !text.includes("not-the-secret"), "no secret value shown");
+    }
+    // Without a working identity nothing can be deleted in Azure; Retain lets such an object go.
+    await env.kube.patch(env.path("team-wrong"), { spec: { deletionPolicy: "Retain" } }, MERGE_PATCH);
+    for (const name of ["team-ok", "team-wrong", "team-missing"]) await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", name, "--timeout=30s"]);
+  });
+
   it("deletes the image with policy Delete and keeps it with Retain", async () => {
     const kept = (await get("cis")).status?.imageId?.split("/").pop() ?? "";
     await env.kube.patch(env.path("cis"), { spec: { deletionPolicy: "Retain" } }, MERGE_PATCH);

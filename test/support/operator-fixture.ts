@@ -2,6 +2,7 @@ import { GROUP, IMAGECAPTURE, VERSION, VMIMAGE } from "../../src/api/group.ts";
 import type { ImageCapture, VmImage } from "../../src/api/types.ts";
 import { createAzureClients, type AzureClients } from "../../src/azure/clients.ts";
 import type { ArmRateLimiter } from "../../src/azure/rate-limit.ts";
+import type { AzureConfig } from "../../src/config.ts";
 import { registerControllers } from "../../src/controllers/index.ts";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/index.ts";
 import { ControlPlane } from "../../src/localstack/control-plane.ts";
@@ -25,6 +26,7 @@ export class OperatorEnv {
   emu!: Emulator;
   kube!: KubeClient;
   azure!: AzureClients;
+  azureConfig!: AzureConfig;
   private manager!: Manager;
 
   static async start(emulator: EmulatorOptions = {}, limiter?: ArmRateLimiter): Promise<OperatorEnv> {
@@ -49,11 +51,8 @@ export class OperatorEnv {
       clients: [{ tenantId: credentials.tenantId, clientId: credentials.clientId, secret: credentials.clientSecret }],
     });
     this.kube = clientFor(this.cp);
-    this.azure = createAzureClients(
-      { ...credentials, federatedTokenFile: undefined, authorityHost: this.emu.baseUrl, resourceManagerEndpoint: this.emu.baseUrl, caFile: undefined },
-      undefined,
-      limiter,
-    );
+    this.azureConfig = { ...credentials, federatedTokenFile: undefined, authorityHost: this.emu.baseUrl, resourceManagerEndpoint: this.emu.baseUrl, caFile: undefined };
+    this.azure = createAzureClients(this.azureConfig, undefined, limiter);
     await this.startManager();
   }
 
@@ -61,7 +60,7 @@ export class OperatorEnv {
     const log = testLogger();
     const metrics = new Metrics();
     this.manager = new Manager({ client: clientFor(this.cp), log, metrics });
-    registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
+    registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics, azureConfig: this.azureConfig }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
     await this.manager.start();
   }
 

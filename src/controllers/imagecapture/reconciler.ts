@@ -11,7 +11,8 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
-import { acceptObject } from "../shared/accept.ts";
+import { acceptObject, reportStalled } from "../shared/accept.ts";
+import { CredentialsProblem, currentAzure, withAzure, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -22,6 +23,8 @@ export interface ImageCaptureReconcilerDeps {
   ref: ResourceRef;
   informer: Informer<ImageCapture>;
   azure: AzureClients;
+  /** Clients from an object's spec.credentialsRef; without it every object uses `azure`. */
+  credentials?: NamespaceCredentials;
   events: EventRecorder;
   /** How often a finished capture's outputs are checked, and a stalled one looked at again. */
   driftCheckMs: number;
@@ -61,6 +64,11 @@ export class ImageCaptureReconciler {
    */
   private readonly writtenOver = new Map<string, string>();
 
+  /** The Azure clients of the object being reconciled (its credentialsRef, or the operator's). */
+  private get azure(): AzureClients {
+    return currentAzure(this.d.azure);
+  }
+
   constructor(deps: ImageCaptureReconcilerDeps) {
     this.d = deps;
   }
@@ -74,6 +82,20 @@ export class ImageCaptureReconciler {
     if (obj.metadata?.resourceVersion !== undefined && this.writtenOver.get(req.key) === obj.metadata.resourceVersion) {
       return { requeueAfterMs: 100 };
     }
+    let clients: AzureClients | undefined;
+    // Letting go of an object whose Azure resources are retained needs no Azure identity.
+    const retained = obj.metadata?.deletionTimestamp !== undefined && (obj.spec.deletionPolicy ?? "Retain") === "Retain";
+    try {
+      if (!retained) clients = await this.d.credentials?.clientsFor(obj);
+    } catch (err) {
+      if (!(err instanceof CredentialsProblem)) throw err;
+      await this.recordTransition(obj, { state: "stalled", reason: err.reason, message: err.message });
+      return reportStalled(this.d.kube, this.d.ref, obj, err.reason, err.message, Math.min(this.d.driftCheckMs, 60_000));
+    }
+    return withAzure(clients, () => this.reconcileObject(req, obj, ctx));
+  };
+
+  private readonly reconcileObject = async (req: ReconcileRequest, obj: ImageCapture, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {
     if (obj.metadata?.deletionTimestamp) return this.finalize(obj, ctx.log);
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) {
       await acceptObject(this.d.kube, this.d.ref, obj, "ImageCapture");
@@ -197,7 +219,7 @@ export class ImageCaptureReconciler {
   // ---- Validate: reads only ------------------------------------------------------------------
 
   private async validate(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan): Promise<StepResult> {
-    const { compute, subscriptionId } = this.d.azure;
+    const { compute, subscriptionId } = this.azure;
     const spec = obj.spec;
     const target = vmTarget(spec.virtualMachine, spec.subscriptionId ?? subscriptionId);
     if (target.subscriptionId.toLowerCase() !== subscriptionId.toLowerCase()) {
@@ -259,7 +281,7 @@ export class ImageCaptureReconciler {
   // ---- Backup: one snapshot per captured disk ------------------------------------------------
 
   private async backup(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan, vm: CapturedVm): Promise<StepResult> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const rg = this.outputGroup(obj, vm);
     await ensureResourceGroup(this.destinationDeps(obj), rg, vm.location, obj.metadata?.uid ?? "");
     const disks = capturedDisks(vm, plan);
@@ -299,7 +321,7 @@ export class ImageCaptureReconciler {
   // ---- Generalize through Run Command --------------------------------------------------------
 
   private async generalize(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan, vm: CapturedVm, step: CaptureStep): Promise<StepResult> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const { resourceGroup, name } = vmTarget({ id: vm.id });
     const view = await compute.virtualMachines.instanceView(resourceGroup, name).catch((err: unknown) => {
       throw classify(err);
@@ -357,7 +379,7 @@ export class ImageCaptureReconciler {
   // ---- Deallocate and mark generalized -------------------------------------------------------
 
   private async deallocate(vm: CapturedVm): Promise<StepResult> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const { resourceGroup, name } = vmTarget({ id: vm.id });
     const view = await compute.virtualMachines.instanceView(resourceGroup, name).catch((err: unknown) => {
       throw classify(err);
@@ -370,7 +392,7 @@ export class ImageCaptureReconciler {
   }
 
   private async markGeneralized(vm: CapturedVm): Promise<StepResult> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const { resourceGroup, name } = vmTarget({ id: vm.id });
     const view = await compute.virtualMachines.instanceView(resourceGroup, name).catch((err: unknown) => {
       throw classify(err);
@@ -402,7 +424,7 @@ export class ImageCaptureReconciler {
 
   private destinationDeps(obj: ImageCapture): GalleryDeps {
     return {
-      azure: this.d.azure,
+      azure: this.azure,
       ownerTag: OWNER_TAG,
       pollMs: this.d.pollMs,
       driftCheckMs: this.d.driftCheckMs,
@@ -433,7 +455,7 @@ export class ImageCaptureReconciler {
   // ---- Cleanup -------------------------------------------------------------------------------
 
   private async cleanup(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan, vm: CapturedVm): Promise<StepResult> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const done: string[] = [];
     if (plan.backup && !plan.retainBackup) {
       const rg = this.outputGroup(obj, vm);
@@ -469,7 +491,7 @@ export class ImageCaptureReconciler {
 
   /** A finished capture: its outputs are read once per drift period; one deleted out of band is reported. */
   private async observeOutputs(obj: ImageCapture, status: ImageCaptureStatus): Promise<Outcome> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const vm = status.virtualMachine;
     const rg = vm ? this.outputGroup(obj, vm) : "";
     const missing: string[] = [];
@@ -501,7 +523,7 @@ export class ImageCaptureReconciler {
     const status = obj.status ?? {};
     const vm = status.virtualMachine;
     if ((obj.spec.deletionPolicy ?? "Retain") === "Delete" && vm) {
-      const { compute } = this.d.azure;
+      const { compute } = this.azure;
       const rg = this.outputGroup(obj, vm);
       const g = obj.spec.destination.gallery;
       const version = status.galleryImageVersion;

@@ -24,3 +24,18 @@ export async function acceptObject(kube: KubeClient, ref: ResourceRef, obj: With
   const written = (await updateStatus(kube, ref, obj, status)) ?? obj;
   await addFinalizer(kube, ref, written, FINALIZER);
 }
+
+/**
+ * Writes Stalled (with Ready=False) for a problem found before any work could start, such as
+ * credentials that cannot be used; the object is looked at again after `recheckMs`.
+ */
+export async function reportStalled(kube: KubeClient, ref: ResourceRef, obj: WithStatus<BasicStatus & { lastError?: unknown }>, reason: string, message: string, recheckMs: number): Promise<{ requeueAfterMs: number }> {
+  const generation = obj.metadata?.generation;
+  const status: BasicStatus = {
+    ...structuredClone(obj.status ?? {}),
+    observedGeneration: generation,
+    conditions: setHealth(obj.status?.conditions, { state: "stalled", reason, message }, generation),
+  };
+  await updateStatus(kube, ref, obj, status);
+  return { requeueAfterMs: recheckMs };
+}

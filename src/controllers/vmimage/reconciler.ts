@@ -12,7 +12,8 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
-import { acceptObject } from "../shared/accept.ts";
+import { acceptObject, reportStalled } from "../shared/accept.ts";
+import { CredentialsProblem, currentAzure, withAzure, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -27,6 +28,8 @@ export interface VmImageReconcilerDeps {
   ref: ResourceRef;
   informer: Informer<VmImage>;
   azure: AzureClients;
+  /** Clients from an object's spec.credentialsRef; without it every object uses `azure`. */
+  credentials?: NamespaceCredentials;
   events: EventRecorder;
   /** How often a Ready image is observed again for drift (jittered by the caller's resync as well). */
   driftCheckMs: number;
@@ -52,6 +55,11 @@ export class VmImageReconciler {
   private readonly d: VmImageReconcilerDeps;
   private readonly probes = new Map<string, ProbedSource>();
 
+  /** The Azure clients of the object being reconciled (its credentialsRef, or the operator's). */
+  private get azure(): AzureClients {
+    return currentAzure(this.d.azure);
+  }
+
   constructor(deps: VmImageReconcilerDeps) {
     this.d = deps;
   }
@@ -59,6 +67,20 @@ export class VmImageReconciler {
   readonly reconcile = async (req: ReconcileRequest, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {
     const obj = this.d.informer.get(req.key);
     if (!obj) return undefined;
+    let clients: AzureClients | undefined;
+    // Letting go of an object whose Azure resources are retained needs no Azure identity.
+    const retained = obj.metadata?.deletionTimestamp !== undefined && (obj.spec.deletionPolicy ?? "Delete") === "Retain";
+    try {
+      if (!retained) clients = await this.d.credentials?.clientsFor(obj);
+    } catch (err) {
+      if (!(err instanceof CredentialsProblem)) throw err;
+      await this.recordTransition(obj, { state: "stalled", reason: err.reason, message: err.message });
+      return reportStalled(this.d.kube, this.d.ref, obj, err.reason, err.message, Math.min(this.d.driftCheckMs, 60_000));
+    }
+    return withAzure(clients, () => this.reconcileObject(obj, ctx));
+  };
+
+  private readonly reconcileObject = async (obj: VmImage, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {
     if (obj.metadata?.deletionTimestamp) return this.finalize(obj, ctx.log);
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) {
       await acceptObject(this.d.kube, this.d.ref, obj, "VmImage");
@@ -125,11 +147,11 @@ export class VmImageReconciler {
     if (gallerySource) {
       // The source cannot change (specFingerprints), so a version resolved once stays pinned across generations.
       const pinnedVersion = status.resolvedVersion;
-      const resolved = await resolveGalleryImage(this.d.azure, spec.location, gallerySource, pinnedVersion);
+      const resolved = await resolveGalleryImage(this.azure, spec.location, gallerySource, pinnedVersion);
       status.resolvedVersion = resolved.version;
       const galleryId = gallerySource.sharedGalleryImageId ?? gallerySource.communityGalleryImageId;
       const galleryLatest = galleryId !== undefined && !/\/Versions\/(?!latest$)[^/]+$/i.test(galleryId);
-      await this.checkLatest(obj, status, galleryLatest, async () => (await resolveGalleryImage(this.d.azure, spec.location, gallerySource, undefined)).version);
+      await this.checkLatest(obj, status, galleryLatest, async () => (await resolveGalleryImage(this.azure, spec.location, gallerySource, undefined)).version);
       return this.ensureDestinations(
         obj,
         status,
@@ -148,14 +170,14 @@ export class VmImageReconciler {
     if (hasDestination && isSteady(obj) && status.resolvedVersion) {
       // Ready and pinned: the Marketplace is consulted again only if the outputs must be remade, or to
       // look for a newer version when the user asked for that.
-      await this.checkLatest(obj, status, wantsLatest, async () => (await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: "latest" })).version);
+      await this.checkLatest(obj, status, wantsLatest, async () => (await resolveMarketplaceImage(this.azure, spec.location, { ...market, version: "latest" })).version);
       const pinnedVersion = status.resolvedVersion;
       return this.ensureDestinations(obj, status, async () =>
-        this.prepareMarketplaceDisk(obj, await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinnedVersion })),
+        this.prepareMarketplaceDisk(obj, await resolveMarketplaceImage(this.azure, spec.location, { ...market, version: pinnedVersion })),
       );
     }
     const pinned = status.resolvedVersion;
-    const resolved = await resolveMarketplaceImage(this.d.azure, spec.location, { ...market, version: pinned ?? market.version ?? "latest" });
+    const resolved = await resolveMarketplaceImage(this.azure, spec.location, { ...market, version: pinned ?? market.version ?? "latest" });
     if (resolved.version !== status.resolvedVersion) {
       log.info({ version: resolved.version }, "resolved Marketplace image");
       if (status.resolvedVersion) await this.event(obj, "Normal", "VersionResolved", `Source version changed from ${status.resolvedVersion} to ${resolved.version}.`);
@@ -164,7 +186,7 @@ export class VmImageReconciler {
     await this.checkLatest(obj, status, wantsLatest, () => Promise.resolve(resolved.version));
     if (resolved.plan) {
       status.plan = resolved.plan;
-      if (await ensureTermsAccepted(this.d.azure, resolved.plan, market.acceptTerms === true)) {
+      if (await ensureTermsAccepted(this.azure, resolved.plan, market.acceptTerms === true)) {
         await this.event(obj, "Normal", "TermsAccepted", `Accepted the terms of plan ${resolved.plan.publisher}/${resolved.plan.product}/${resolved.plan.name}.`);
       }
     } else {
@@ -219,7 +241,7 @@ export class VmImageReconciler {
 
   /** Deletes the temporary source disk, if this object made it and it is still there. */
   private async removeSourceDisk(obj: VmImage): Promise<void> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
     const diskName = this.sourceDiskName(obj);
     const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
@@ -268,7 +290,7 @@ export class VmImageReconciler {
 
   private destinationDeps(obj: VmImage): GalleryDeps {
     return {
-      azure: this.d.azure,
+      azure: this.azure,
       ownerTag: OWNER_TAG,
       pollMs: this.d.pollMs,
       driftCheckMs: this.d.driftCheckMs,
@@ -293,7 +315,7 @@ export class VmImageReconciler {
     label: string,
     hyperVGeneration?: string,
   ): Promise<Outcome | { diskId: string }> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
     const diskName = this.sourceDiskName(obj);
     const disk = await getOrUndefined(compute.disks.get(rg, diskName));
@@ -322,7 +344,7 @@ export class VmImageReconciler {
    * revoked the disk is complete. An upload interrupted by a restart is started over on a fresh disk.
    */
   private async prepareUploadedDisk(obj: VmImage, status: VmImageStatus, url: string): Promise<Outcome | { diskId: string }> {
-    const { compute } = this.d.azure;
+    const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
     const diskName = this.sourceDiskName(obj);
     const uid = obj.metadata?.uid ?? "";
@@ -370,7 +392,7 @@ export class VmImageReconciler {
       const probed = await this.probe(url, vhd.format);
       task = this.d.uploads.start(
         uid,
-        { azure: this.d.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
+        { azure: this.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
         obj.metadata?.generation,
         () => {
           this.d.requeue(objectKeyOf(obj));
@@ -415,7 +437,7 @@ export class VmImageReconciler {
     const blobUrl = this.uploadBlobUrl(obj) ?? "";
     const vhd = obj.spec.source.vhd ?? {};
     const poll = { requeueAfterMs: this.d.pollMs };
-    const blob = new PageBlobClient(blobUrl, this.d.azure.credential);
+    const blob = new PageBlobClient(blobUrl, this.azure.credential);
     let task = this.d.uploads.get(uid);
     if (task && task.generation !== obj.metadata?.generation) {
       this.d.uploads.forget(uid);
@@ -466,7 +488,7 @@ export class VmImageReconciler {
         await this.event(obj, "Warning", "UploadRestarted", `The interrupted upload starts over: ${why}.`);
       }
     } else {
-      await new ContainerClient(containerUrl, this.d.azure.credential).createIfNotExists().catch((err: unknown) => {
+      await new ContainerClient(containerUrl, this.azure.credential).createIfNotExists().catch((err: unknown) => {
         throw classify(err);
       });
     }
@@ -474,7 +496,7 @@ export class VmImageReconciler {
     task = this.d.uploads.start(
       uid,
       {
-        azure: this.d.azure,
+        azure: this.azure,
         destination: { kind: "blob", blobUrl, ownerUid: uid, startOffset },
         url,
         layout: probed.layout,
@@ -536,7 +558,7 @@ export class VmImageReconciler {
   private async finalize(obj: VmImage, log: Logger): Promise<ReconcileResult | undefined> {
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) return undefined;
     if ((obj.spec.deletionPolicy ?? "Delete") === "Delete") {
-      const { compute } = this.d.azure;
+      const { compute } = this.azure;
       const rg = obj.spec.resourceGroup;
       const name = managedImageName(obj);
       const g = obj.spec.destination.gallery;
@@ -563,7 +585,7 @@ export class VmImageReconciler {
       }
       const blobUrl = this.uploadBlobUrl(obj);
       if (blobUrl) {
-        const blob = new PageBlobClient(blobUrl, this.d.azure.credential);
+        const blob = new PageBlobClient(blobUrl, this.azure.credential);
         const props = await blob.getProperties().catch(() => undefined);
         if (props?.metadata?.[BlobMeta.owner] === obj.metadata.uid) {
           this.d.uploads.forget(obj.metadata.uid ?? "");
