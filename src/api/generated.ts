@@ -245,6 +245,8 @@ export interface VmImageSpec {
       url?: string;
       /** URI of an existing page blob holding a fixed VHD whose size is a whole number of MiB; it is registered in place. */
       blobUri?: string;
+      /** With blobUri, copy the blob into a managed disk first (createOption Import) and make the outputs from that copy, so that they do not depend on the blob, which may change or go afterwards; the copy is deleted once the outputs exist. Needs storageAccountId. Without it the blob is registered in place. */
+      copy?: boolean;
       /** With url, upload into a page blob in this container (https://<account>.blob.core.windows.net/<container>, created if missing) with the operator's identity (it needs Storage Blob Data Contributor there) instead of into a temporary managed disk. An interrupted upload resumes where it stopped. The blob is named after the object, kept while the object exists and deleted with it under deletionPolicy Delete. */
       uploadContainerUrl?: string;
       /** Resource ID of the storage account that holds blobUri; needed when a gallery version is made straight from the blob (without a managedImage destination). */

@@ -19,6 +19,7 @@ export function vmImageSpecProblems(spec: VmImageSpec): string[] {
     problems.push("spec.source.gallery needs exactly one of id, sharedGalleryImageId or communityGalleryImageId");
   }
   if (src.vhd && count(src.vhd.url, src.vhd.blobUri) !== 1) problems.push("spec.source.vhd needs exactly one of url or blobUri");
+  if (src.vhd?.copy === true && (src.vhd.blobUri === undefined || src.vhd.storageAccountId === undefined)) problems.push("spec.source.vhd.copy needs blobUri and storageAccountId");
   problems.push(...destinationProblems(spec.destination));
   const secure = (spec.features ?? []).some((f) => f.name === "SecurityType" && (f.value.startsWith("TrustedLaunch") || f.value.startsWith("Confidential")));
   if (secure && spec.hyperVGeneration !== undefined && spec.hyperVGeneration !== "V2") problems.push("Trusted Launch and confidential VM images need hyperVGeneration V2");

@@ -104,7 +104,7 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     }
   });
 
-  it("registers an existing page blob in place, and relays Azure's refusal of a dynamic VHD", async () => {
+  it("registers an existing page blob in place or copies it first, and relays Azure's refusal of a dynamic VHD", async () => {
     const container = env.emu.blobs?.service.getContainerClient("vhds");
     assert.ok(container);
     await container.createIfNotExists();
@@ -123,6 +123,15 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     await eventually("Ready", async () => ready(await get("blob-fixed"))?.status === "True", 30_000);
     const image = await env.azure.compute.images.get("rg-vhd", (await get("blob-fixed")).status?.imageId?.split("/").pop() ?? "");
     assert.equal(image.storageProfile?.osDisk?.blobUri, urls["fixed.vhd"]);
+
+    // Copied first: the image is made from a managed disk imported from the blob, which is then removed.
+    const storageAccountId = "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/rg-vhd/providers/Microsoft.Storage/storageAccounts/devstoreaccount1";
+    await env.apply("blob-copied", { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd: { blobUri: urls["fixed.vhd"], storageAccountId, copy: true } }, destination: { managedImage: {} } });
+    await eventually("Ready", async () => ready(await get("blob-copied"))?.status === "True", 30_000);
+    const copied = await env.azure.compute.images.get("rg-vhd", (await get("blob-copied")).status?.imageId?.split("/").pop() ?? "");
+    assert.equal(copied.storageProfile?.osDisk?.blobUri, undefined);
+    assert.match(copied.storageProfile?.osDisk?.managedDisk?.id ?? "", /\/disks\/default-blob-copied-[0-9a-f]{8}-source$/);
+    await eventually("imported disk removed", async () => !(await disksLeft()).some((d) => d.includes("blob-copied")));
 
     await env.apply("blob-dynamic", { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd: { blobUri: urls["dynamic.vhd"] } }, destination: { managedImage: {} } });
     await eventually("Stalled", async () => ready(await get("blob-dynamic"))?.reason === "InvalidParameter", 30_000);

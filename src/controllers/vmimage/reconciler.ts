@@ -139,8 +139,15 @@ export class VmImageReconciler {
       return this.ensureDestinations(obj, status, () => this.prepareUploadedDisk(obj, status, url));
     }
     if (vhd?.blobUri) {
-      // An existing page blob is registered in place; Azure checks it is a fixed VHD of whole MiB.
       const blobUri = vhd.blobUri;
+      if (vhd.copy && vhd.storageAccountId) {
+        // Copied into a managed disk first (Azure's Import), so the outputs do not depend on the blob.
+        const storageAccountId = vhd.storageAccountId;
+        return this.ensureDestinations(obj, status, () =>
+          this.prepareImageDisk(obj, { createOption: "Import", sourceUri: blobUri, storageAccountId }, displayUrl(blobUri), spec.hyperVGeneration ?? "V2", spec.osType),
+        );
+      }
+      // An existing page blob is registered in place; Azure checks it is a fixed VHD of whole MiB.
       return this.ensureDestinations(obj, status, () => Promise.resolve({ blobUri }));
     }
     const gallerySource = spec.source.gallery;
@@ -308,12 +315,16 @@ export class VmImageReconciler {
     );
   }
 
-  /** An OS disk made from a platform or gallery image (createOption FromImage). */
+  /** An OS disk made from a platform or gallery image (createOption FromImage), or imported from a blob (Import). */
   private async prepareImageDisk(
     obj: VmImage,
-    reference: { imageReference: { id: string } } | { galleryImageReference: ResolvedGalleryImage["reference"] },
+    reference:
+      | { imageReference: { id: string } }
+      | { galleryImageReference: ResolvedGalleryImage["reference"] }
+      | { createOption: "Import"; sourceUri: string; storageAccountId: string },
     label: string,
     hyperVGeneration?: string,
+    osType?: "Linux" | "Windows",
   ): Promise<Outcome | { diskId: string }> {
     const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
@@ -326,6 +337,7 @@ export class VmImageReconciler {
           tags: this.tags(obj),
           creationData: { createOption: "FromImage", ...reference },
           ...(hyperVGeneration ? { hyperVGeneration } : {}),
+          ...(osType ? { osType } : {}),
         }),
       );
       return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${label}.` }, requeueAfterMs: this.d.pollMs };
