@@ -117,7 +117,7 @@ function docRows(s: Schema, path: string, rows: string[]): void {
       prop.minimum !== undefined ? `Minimum ${prop.minimum}.` : "",
       prop.maximum !== undefined ? `Maximum ${prop.maximum}.` : "",
       prop.maxLength !== undefined ? `At most ${prop.maxLength} characters.` : "",
-      ...(prop["x-kubernetes-validations"] ?? []).map((r) => `Rule: ${sentence(r.message ?? r.rule)}`),
+      ...[...(prop["x-kubernetes-validations"] ?? []), ...(prop.items?.["x-kubernetes-validations"] ?? [])].map((r) => `Rule: ${sentence(r.message ?? r.rule)}`),
     ];
     const text = notes.filter(Boolean).join(" ").replace(/\|/g, "\\|");
     rows.push(`| \`${p}\` | ${docType(prop)} | ${required.has(name) ? "yes" : ""} | ${text} |`);

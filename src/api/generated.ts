@@ -245,6 +245,19 @@ export interface VmImageSpec {
       url?: string;
       /** URI of an existing page blob holding a fixed VHD whose size is a whole number of MiB; it is registered in place. */
       blobUri?: string;
+      /** The data disks of a VM image, each a VHD of its own (url or blobUri, imported like the OS disk, in parallel). The outputs carry them at their LUNs. */
+      dataDisks?: Array<{
+        /** Logical unit number of the data disk. */
+        lun: number;
+        /** http(s) URL of the data disk's VHD (fixed, dynamic or raw, optionally gzip or zstd). */
+        url?: string;
+        /** URI of an existing page blob holding the data disk as a fixed VHD. */
+        blobUri?: string;
+        /** Expected digest of the data disk's source as downloaded, sha256:<hex>. */
+        checksum?: string;
+        /** What the data disk's source holds (as for the OS disk). */
+        format?: "auto" | "vhd" | "raw";
+      }>;
       /** With blobUri, copy the blob into a managed disk first (createOption Import) and make the outputs from that copy, so that they do not depend on the blob, which may change or go afterwards; the copy is deleted once the outputs exist. Needs storageAccountId. Without it the blob is registered in place. */
       copy?: boolean;
       /** With url, upload into a page blob in this container (https://<account>.blob.core.windows.net/<container>, created if missing) with the operator's identity (it needs Storage Blob Data Contributor there) instead of into a temporary managed disk. An interrupted upload resumes where it stopped. The blob is named after the object, kept while the object exists and deleted with it under deletionPolicy Delete. */

@@ -19,6 +19,7 @@ export function vmImageSpecProblems(spec: VmImageSpec): string[] {
     problems.push("spec.source.gallery needs exactly one of id, sharedGalleryImageId or communityGalleryImageId");
   }
   if (src.vhd && count(src.vhd.url, src.vhd.blobUri) !== 1) problems.push("spec.source.vhd needs exactly one of url or blobUri");
+  if ((src.vhd?.dataDisks ?? []).some((d) => count(d.url, d.blobUri) !== 1)) problems.push("each of spec.source.vhd.dataDisks needs exactly one of url or blobUri");
   if (src.vhd?.copy === true && (src.vhd.blobUri === undefined || src.vhd.storageAccountId === undefined)) problems.push("spec.source.vhd.copy needs blobUri and storageAccountId");
   problems.push(...destinationProblems(spec.destination));
   const secure = (spec.features ?? []).some((f) => f.name === "SecurityType" && (f.value.startsWith("TrustedLaunch") || f.value.startsWith("Confidential")));

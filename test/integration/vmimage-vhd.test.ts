@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { gzipSync, zstdCompressSync } from "node:zlib";
+import { probeSource } from "../../src/vhd/source.ts";
 import { FileServer } from "../support/file-server.ts";
 import { OperatorEnv, readyCondition as ready } from "../support/operator-fixture.ts";
 import { eventually } from "../support/runtime-fixture.ts";
@@ -65,6 +66,37 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
       await eventually("upload disk removed", async () => !(await disksLeft()).some((d) => d.includes(`vhd-${name}`)));
     });
   }
+
+  it("makes a VM image with two data disks: into a managed disk each for a managed image, into page blobs for a gallery version", async () => {
+    const dataDisks = [
+      { lun: 0, url: `${files.url}/dynamic.vhd` },
+      { lun: 1, url: `${files.url}/odd.raw` },
+    ];
+    await env.apply("vm-image", { location: "westeurope", resourceGroup: "rg-vhd", osType: "Linux", source: { vhd: { url: `${files.url}/fixed.vhd`, dataDisks } }, destination: { managedImage: {} } });
+    await eventually("Ready", async () => ready(await get("vm-image"))?.status === "True", 60_000);
+    const obj = await get("vm-image");
+    const image = await env.azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
+    assert.deepEqual(image.storageProfile?.dataDisks?.map((d) => [d.lun, /-lun\d-source$/.test(d.managedDisk?.id ?? "")]), [[0, true], [1, true]]);
+    // The three disks' transfers are counted together.
+    let expected = 0;
+    for (const url of [`${files.url}/fixed.vhd`, ...dataDisks.map((d) => d.url)]) expected += (await probeSource(url, "auto")).layout.vhdSize;
+    assert.equal(obj.status?.transfer?.bytesTotal, expected);
+    assert.equal(obj.status.transfer?.percent, 100);
+    await eventually("source disks removed", async () => !(await disksLeft()).some((d) => d.includes("vm-image")));
+
+    const storageAccountId = "/subscriptions/00000000-0000-0000-0000-0000000000a1/resourceGroups/rg-vhd/providers/Microsoft.Storage/storageAccounts/devstoreaccount1";
+    await env.apply("vm-image-gallery", {
+      location: "westeurope",
+      resourceGroup: "rg-vhd",
+      osType: "Linux",
+      source: { vhd: { url: `${files.url}/fixed.vhd`, uploadContainerUrl: `${env.emu.blobs?.endpoint ?? ""}/vmimages`, storageAccountId, dataDisks } },
+      destination: { gallery: { galleryName: "vhds", imageDefinition: "vm-image", targetRegions: [{ name: "westeurope" }, { name: "northeurope" }] } },
+    });
+    await eventually("Ready", async () => ready(await get("vm-image-gallery"))?.status === "True", 60_000);
+    const version = await env.azure.compute.galleryImageVersions.get("rg-vhd", "vhds", "vm-image", "1.0.0");
+    assert.match(version.storageProfile?.osDiskImage?.source?.uri ?? "", /\/vmimages\/default-vm-image-gallery-[0-9a-f]{8}\.vhd$/);
+    assert.deepEqual(version.storageProfile?.dataDiskImages?.map((d) => [d.lun, /-lun\d\.vhd$/.test(d.source?.uri ?? "")]), [[0, true], [1, true]]);
+  });
 
   it("uploads into a page blob in a named container and, after an operator restart, resumes where it stopped", async (t) => {
     // 40 MiB of incompressible data as a qemu-img fixed VHD, served at about 6 MiB/s.

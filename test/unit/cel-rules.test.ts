@@ -19,6 +19,7 @@ interface Rule {
 function collectRules(kind: string, schema: Schema, path: string[], out: Rule[]): void {
   for (const r of schema["x-kubernetes-validations"] ?? []) out.push({ kind, path, rule: r.rule, message: r.message ?? r.rule });
   for (const [name, prop] of Object.entries(schema.properties ?? {})) collectRules(kind, prop, [...path, name], out);
+  if (schema.items) collectRules(kind, schema.items, [...path, "[]"], out);
 }
 
 function withDefaults(schema: Schema, value: unknown): unknown {
@@ -32,8 +33,18 @@ function withDefaults(schema: Schema, value: unknown): unknown {
   return out;
 }
 
-const at = (value: unknown, path: string[]): unknown =>
-  path.reduce<unknown>((v, k) => (v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined), value);
+/** The values at `path` ("[]" steps into every item of a list), as the API server visits them. */
+function at(value: unknown, path: string[]): unknown[] {
+  let values = [value];
+  for (const k of path) {
+    values = values.flatMap((v) => {
+      if (k === "[]") return Array.isArray(v) ? (v as unknown[]) : [];
+      const next = v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined;
+      return next === undefined ? [] : [next];
+    });
+  }
+  return values;
+}
 
 const crds = await loadCrds();
 const schemas = new Map(crds.map((c) => [c.spec.names.kind, c.spec.versions[0]?.schema.openAPIV3Schema ?? {}]));
@@ -44,14 +55,15 @@ for (const [kind, schema] of schemas) collectRules(kind, schema, [], rules);
 function celRefusals(kind: string, object: unknown, old?: unknown): string[] {
   const refused: string[] = [];
   for (const r of rules.filter((x) => x.kind === kind)) {
-    const self = at(object, r.path);
-    if (self === undefined) continue;
     const transition = /\boldSelf\b/.test(r.rule);
-    const oldSelf = old === undefined ? undefined : at(old, r.path);
-    if (transition && oldSelf === undefined) continue; // transition rules run on updates only
-    const ok: unknown = evaluate(r.rule, transition ? { self, oldSelf } : { self });
-    assert.equal(typeof ok, "boolean", `${r.rule} evaluates to a bool`);
-    if (ok !== true) refused.push(r.message);
+    if (transition && r.path.includes("[]")) throw new Error(`transition rule inside a list is not evaluated here: ${r.rule}`);
+    for (const self of at(object, r.path)) {
+      const oldSelf = old === undefined ? undefined : at(old, r.path)[0];
+      if (transition && oldSelf === undefined) continue; // transition rules run on updates only
+      const ok: unknown = evaluate(r.rule, transition ? { self, oldSelf } : { self });
+      assert.equal(typeof ok, "boolean", `${r.rule} evaluates to a bool`);
+      if (ok !== true) refused.push(r.message);
+    }
   }
   return refused.sort();
 }
@@ -70,6 +82,7 @@ const M = {
   destination: "spec.destination needs a managedImage, a gallery, or both",
   sourceImmutable: "spec.source is immutable (except marketplace.acceptTerms); create a new VmImage for a different source",
   placeImmutable: "spec.location and spec.resourceGroup are immutable; create a new VmImage for another place",
+  dataDisk: "each of spec.source.vhd.dataDisks needs exactly one of url or blobUri",
   copy: "spec.source.vhd.copy needs blobUri and storageAccountId",
   trustedLaunch: "Trusted Launch and confidential VM images need hyperVGeneration V2",
   vmRef: "give either virtualMachine.id or virtualMachine.resourceGroup and virtualMachine.name",
@@ -87,6 +100,8 @@ const vmImageCases: Array<{ name: string; spec: Record<string, unknown>; old?: R
   { name: "a gallery source named twice", spec: { ...base, source: { gallery: { id: "/subscriptions/s/x", communityGalleryImageId: "/CommunityGalleries/c/Images/i" } } }, refused: [M.oneGallery] },
   { name: "no destination", spec: { ...base, destination: {} }, refused: [M.destination] },
   { name: "a blob copied first", spec: { ...base, source: { vhd: { blobUri: "https://a/c/d.vhd", storageAccountId: "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a", copy: true } } }, refused: [] },
+  { name: "a VM image with two data disks", spec: { ...base, source: { vhd: { url: "https://a/os.vhd", dataDisks: [{ lun: 0, url: "https://a/d0.vhd" }, { lun: 1, blobUri: "https://b/c/d1.vhd" }] } } }, refused: [] },
+  { name: "a data disk with url and blobUri", spec: { ...base, source: { vhd: { url: "https://a/os.vhd", dataDisks: [{ lun: 0, url: "https://a/d0.vhd", blobUri: "https://b/c/d1.vhd" }] } } }, refused: [M.dataDisk] },
   { name: "a copy without its storage account", spec: { ...base, source: { vhd: { blobUri: "https://a/c/d.vhd", copy: true } } }, refused: [M.copy] },
   { name: "Trusted Launch on V2", spec: { ...base, features: [{ name: "SecurityType", value: "TrustedLaunch" }] }, refused: [] },
   { name: "Trusted Launch on V1", spec: { ...base, hyperVGeneration: "V1", features: [{ name: "SecurityType", value: "TrustedLaunchSupported" }] }, refused: [M.trustedLaunch] },

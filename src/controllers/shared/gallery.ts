@@ -14,7 +14,14 @@ export interface Outcome {
 }
 
 /** Where a new version's bytes come from (imageId: a managed image or another gallery version). */
-export type VersionSource = { imageId: string } | { diskId: string } | { blob: { uri: string; storageAccountId: string } };
+export type VersionSource =
+  | { imageId: string }
+  | { diskId: string }
+  | { blob: { uri: string; storageAccountId: string } }
+  /** Disks or blobs: the OS disk and, for a VM image, data disks by LUN. */
+  | { disks: { os: DiskRef; data: Array<{ lun: number } & DiskRef> } };
+
+type DiskRef = { id: string } | { uri: string; storageAccountId: string };
 
 /** The object that owns the outputs: a VmImage, or an ImageCapture seen through its captured VM. */
 export interface ImageTarget {
@@ -152,7 +159,12 @@ export async function ensureGalleryVersion(
         ? { source: { id: src.imageId } }
         : "diskId" in src
           ? { osDiskImage: { source: { id: src.diskId } } }
-          : { osDiskImage: { source: { uri: src.blob.uri, storageAccountId: src.blob.storageAccountId } } };
+          : "blob" in src
+            ? { osDiskImage: { source: { uri: src.blob.uri, storageAccountId: src.blob.storageAccountId } } }
+            : {
+                osDiskImage: { source: src.disks.os },
+                ...(src.disks.data.length ? { dataDiskImages: src.disks.data.map(({ lun, ...source }) => ({ lun, source })) } : {}),
+              };
     await submit(compute.galleryImageVersions.createOrUpdate(rg, g.galleryName, g.imageDefinition, versionName, {
       location: spec.location,
       tags,

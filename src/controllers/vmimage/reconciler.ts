@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { FINALIZER, Reasons } from "../../api/group.ts";
 import { vmImageChangeProblems, vmImageFingerprints, vmImageSpecProblems } from "../../api/validation.ts";
-import type { VmImage, VmImageStatus } from "../../api/types.ts";
+import type { TransferStatus, VmImage, VmImageStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
 import { parseDuration } from "../../config.ts";
@@ -54,6 +54,8 @@ export function managedImageName(obj: VmImage): string {
 export class VmImageReconciler {
   private readonly d: VmImageReconcilerDeps;
   private readonly probes = new Map<string, ProbedSource>();
+  /** The last transfer progress of each disk being imported, by object uid and LUN. */
+  private readonly transfers = new Map<string, TransferStatus>();
 
   /** The Azure clients of the object being reconciled (its credentialsRef, or the operator's). */
   private get azure(): AzureClients {
@@ -132,24 +134,7 @@ export class VmImageReconciler {
     const spec = obj.spec;
     const market = spec.source.marketplace;
     const vhd = spec.source.vhd;
-    if (vhd?.url) {
-      const url = vhd.url;
-      const container = vhd.uploadContainerUrl;
-      if (container) return this.ensureDestinations(obj, status, () => this.prepareUploadedBlob(obj, status, url, container));
-      return this.ensureDestinations(obj, status, () => this.prepareUploadedDisk(obj, status, url));
-    }
-    if (vhd?.blobUri) {
-      const blobUri = vhd.blobUri;
-      if (vhd.copy && vhd.storageAccountId) {
-        // Copied into a managed disk first (Azure's Import), so the outputs do not depend on the blob.
-        const storageAccountId = vhd.storageAccountId;
-        return this.ensureDestinations(obj, status, () =>
-          this.prepareImageDisk(obj, { createOption: "Import", sourceUri: blobUri, storageAccountId }, displayUrl(blobUri), spec.hyperVGeneration ?? "V2", spec.osType),
-        );
-      }
-      // An existing page blob is registered in place; Azure checks it is a fixed VHD of whole MiB.
-      return this.ensureDestinations(obj, status, () => Promise.resolve({ blobUri }));
-    }
+    if (vhd) return this.ensureDestinations(obj, status, () => this.prepareVhdDisks(obj, status));
     const gallerySource = spec.source.gallery;
     if (gallerySource) {
       // The source cannot change (specFingerprints), so a version resolved once stays pinned across generations.
@@ -236,30 +221,39 @@ export class VmImageReconciler {
       if (sourceVersionId) return { imageId: sourceVersionId };
       const disk = await prepareDisk();
       if ("health" in disk) return disk;
-      if ("diskId" in disk) return { diskId: disk.diskId };
-      if (!vhdSource?.storageAccountId) {
+      const blobs = [disk, ...(disk.dataDisks ?? [])].some((d) => "blobUri" in d);
+      if (blobs && !vhdSource?.storageAccountId) {
         throw new SourceProblem(Reasons.InvalidSpec, "a gallery version made straight from a blob needs spec.source.vhd.storageAccountId (or add a managedImage destination)");
       }
-      return { blob: { uri: disk.blobUri, storageAccountId: vhdSource.storageAccountId } };
+      const storageAccountId = vhdSource?.storageAccountId ?? "";
+      const ref = (d: { diskId: string } | { blobUri: string }) => ("diskId" in d ? { id: d.diskId } : { uri: d.blobUri, storageAccountId });
+      return { disks: { os: ref(disk), data: (disk.dataDisks ?? []).map((d) => ({ lun: d.lun, ...ref(d) })) } };
     });
     if (version.health.state === "ready" && !steady) await this.removeSourceDisk(obj);
     return version;
   }
 
-  /** Deletes the temporary source disk, if this object made it and it is still there. */
+  /** Deletes the temporary source disks (OS and data), if this object made them and they are still there. */
   private async removeSourceDisk(obj: VmImage): Promise<void> {
     const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
-    const diskName = this.sourceDiskName(obj);
-    const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
-    if (leftover && leftover.tags?.[OWNER_TAG] === obj.metadata?.uid && leftover.provisioningState?.toLowerCase() !== "deleting") {
-      await submit(compute.disks.delete(rg, diskName));
+    for (const lun of [undefined, ...this.dataLuns(obj)]) {
+      const diskName = this.sourceDiskName(obj, lun);
+      const leftover = await getOrUndefined(compute.disks.get(rg, diskName));
+      if (leftover && leftover.tags?.[OWNER_TAG] === obj.metadata?.uid && leftover.provisioningState?.toLowerCase() !== "deleting") {
+        await submit(compute.disks.delete(rg, diskName));
+      }
     }
   }
 
-  /** Deterministic name of the temporary managed disk an image is made from. */
-  private sourceDiskName(obj: VmImage): string {
-    return `${managedImageName(obj)}-source`.slice(0, 80);
+  /** Deterministic name of the temporary managed disk an image is made from (OS disk, or the data disk at `lun`). */
+  private sourceDiskName(obj: VmImage, lun?: number): string {
+    return `${managedImageName(obj)}${lun === undefined ? "" : `-lun${lun}`}-source`.slice(0, 80);
+  }
+
+  /** The LUNs of the image's data disks (a VHD source's dataDisks). */
+  private dataLuns(obj: VmImage): number[] {
+    return (obj.spec.source.vhd?.dataDisks ?? []).map((d) => d.lun);
   }
 
   private tags(obj: VmImage): Record<string, string> {
@@ -288,6 +282,7 @@ export class VmImageReconciler {
             osState: spec.osState ?? "Generalized",
             ...("diskId" in disk ? { managedDisk: { id: disk.diskId } } : { blobUri: disk.blobUri }),
           },
+          dataDisks: (disk.dataDisks ?? []).map((d) => ({ lun: d.lun, ...("diskId" in d ? { managedDisk: { id: d.diskId } } : { blobUri: d.blobUri }) })),
         },
       };
     });
@@ -325,10 +320,12 @@ export class VmImageReconciler {
     label: string,
     hyperVGeneration?: string,
     osType?: "Linux" | "Windows",
+    lun?: number,
   ): Promise<Outcome | { diskId: string }> {
     const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
-    const diskName = this.sourceDiskName(obj);
+    const diskName = this.sourceDiskName(obj, lun);
+    const what = lun === undefined ? "OS disk" : `Data disk (LUN ${lun})`;
     const disk = await getOrUndefined(compute.disks.get(rg, diskName));
     if (!disk) {
       await submit(
@@ -340,14 +337,50 @@ export class VmImageReconciler {
           ...(osType ? { osType } : {}),
         }),
       );
-      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating OS disk '${diskName}' from ${label}.` }, requeueAfterMs: this.d.pollMs };
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating ${what} '${diskName}' from ${label}.` }, requeueAfterMs: this.d.pollMs };
     }
     const state = (disk.provisioningState ?? "").toLowerCase();
     if (state === "failed") throw new AzureError("Retryable", "DiskCreationFailed", `Azure reports disk '${diskName}' as Failed.`);
     if (state !== "succeeded") {
-      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `OS disk '${diskName}' is ${disk.provisioningState ?? ""}.` }, requeueAfterMs: this.d.pollMs };
+      return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `${what} '${diskName}' is ${disk.provisioningState ?? ""}.` }, requeueAfterMs: this.d.pollMs };
     }
     return { diskId: disk.id ?? "" };
+  }
+
+  /**
+   * The disks of a VHD source: the OS disk and each data disk, prepared side by side (uploads run in
+   * parallel). `status.transfer` adds up the uploads.
+   */
+  private async prepareVhdDisks(obj: VmImage, status: VmImageStatus): Promise<Outcome | PreparedSource> {
+    const vhd = obj.spec.source.vhd ?? {};
+    const slots: VhdSlot[] = [
+      { url: vhd.url, blobUri: vhd.blobUri, format: vhd.format, checksum: vhd.checksum },
+      ...(vhd.dataDisks ?? []).map((d) => ({ lun: d.lun, url: d.url, blobUri: d.blobUri, format: d.format, checksum: d.checksum })),
+    ];
+    // The last progress of each disk is kept, so the sum stays whole while some disks are done.
+    const key = (slot: VhdSlot) => `${obj.metadata?.uid ?? ""}/${slot.lun ?? "os"}`;
+    const results = await Promise.all(slots.map((slot) => this.prepareVhdDisk(obj, slot, (t) => this.transfers.set(key(slot), t))));
+    const transfers = slots.map((slot) => this.transfers.get(key(slot))).filter((t): t is TransferStatus => t !== undefined);
+    if (transfers.length > 0) status.transfer = addTransfers(transfers);
+    const pending = results.find((r): r is Outcome => "health" in r);
+    if (pending) return pending;
+    const [os, ...data] = results as PreparedDisk[];
+    if (!os) throw new Error("no OS disk");
+    return { ...os, dataDisks: data.map((d, i) => ({ lun: slots[i + 1]?.lun ?? 0, ...d })) };
+  }
+
+  private prepareVhdDisk(obj: VmImage, slot: VhdSlot, report: (t: TransferStatus) => void): Promise<Outcome | PreparedDisk> {
+    const vhd = obj.spec.source.vhd ?? {};
+    const container = vhd.uploadContainerUrl;
+    if (slot.url) return container ? this.prepareUploadedBlob(obj, slot, slot.url, container, report) : this.prepareUploadedDisk(obj, slot, slot.url, report);
+    const blobUri = slot.blobUri ?? "";
+    if (vhd.copy && vhd.storageAccountId) {
+      // Copied into a managed disk first (Azure's Import), so the outputs do not depend on the blob.
+      const reference = { createOption: "Import" as const, sourceUri: blobUri, storageAccountId: vhd.storageAccountId };
+      return this.prepareImageDisk(obj, reference, displayUrl(blobUri), obj.spec.hyperVGeneration ?? "V2", slot.lun === undefined ? obj.spec.osType : undefined, slot.lun);
+    }
+    // An existing page blob is registered in place; Azure checks it is a fixed VHD of whole MiB.
+    return Promise.resolve({ blobUri });
   }
 
   /**
@@ -355,13 +388,13 @@ export class VmImageReconciler {
    * exact size is created, a background task writes the converted fixed VHD into it, and once access is
    * revoked the disk is complete. An upload interrupted by a restart is started over on a fresh disk.
    */
-  private async prepareUploadedDisk(obj: VmImage, status: VmImageStatus, url: string): Promise<Outcome | { diskId: string }> {
+  private async prepareUploadedDisk(obj: VmImage, slot: VhdSlot, url: string, report: (t: TransferStatus) => void): Promise<Outcome | { diskId: string }> {
     const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
-    const diskName = this.sourceDiskName(obj);
-    const uid = obj.metadata?.uid ?? "";
+    const diskName = this.sourceDiskName(obj, slot.lun);
+    const uid = `${obj.metadata?.uid ?? ""}${slot.lun === undefined ? "" : `/lun${slot.lun}`}`;
     const poll = { requeueAfterMs: this.d.pollMs };
-    const vhd = obj.spec.source.vhd ?? {};
+    const vhd = slot;
     let task = this.d.uploads.get(uid);
     if (task && task.generation !== obj.metadata?.generation) {
       this.d.uploads.forget(uid);
@@ -388,12 +421,11 @@ export class VmImageReconciler {
         compute.disks.createOrUpdate(rg, diskName, {
           location: obj.spec.location,
           tags: this.tags(obj),
-          osType: obj.spec.osType,
-          hyperVGeneration: obj.spec.hyperVGeneration ?? "V2",
+          ...(slot.lun === undefined ? { osType: obj.spec.osType, hyperVGeneration: obj.spec.hyperVGeneration ?? "V2" } : {}),
           creationData: { createOption: "Upload", uploadSizeBytes: probed.layout.vhdSize },
         }),
       );
-      status.transfer = { bytesTotal: probed.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, percent: 0 };
+      report({ bytesTotal: probed.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, percent: 0 });
       return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Creating upload disk '${diskName}' for ${displayUrl(url)}.` }, ...poll };
     }
     const provisioning = (disk.provisioningState ?? "").toLowerCase();
@@ -414,9 +446,9 @@ export class VmImageReconciler {
       await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${compressed}${probed.layout.format}, ${probed.layout.vhdSize} bytes) into disk '${diskName}'.`);
     }
     if (task) {
-      status.transfer = transferStatus(task);
+      const t = transferStatus(task);
+      report(t);
       if (task.state === "running" || disk.diskState === "ActiveUpload" || disk.diskState === "ReadyToUpload") {
-        const t = status.transfer;
         return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploaded ${t.percent ?? 0}% of ${t.bytesTotal ?? 0} bytes.` }, ...poll };
       }
     } else if (disk.diskState === "ActiveUpload") {
@@ -426,14 +458,15 @@ export class VmImageReconciler {
       await this.event(obj, "Warning", "UploadRestarted", "The upload was interrupted (operator restart); it starts over.");
       return { health: { state: "reconciling", reason: Reasons.Uploading, message: "Restarting the interrupted upload." }, ...poll };
     }
+    if (task) report(transferStatus(task));
     this.d.uploads.forget(uid);
     return { diskId: disk.id ?? "" };
   }
 
-  /** The page blob a VHD is uploaded into when the user names a container. */
-  private uploadBlobUrl(obj: VmImage): string | undefined {
+  /** The page blob a VHD (the OS disk's, or the data disk's at `lun`) is uploaded into when the user names a container. */
+  private uploadBlobUrl(obj: VmImage, lun?: number): string | undefined {
     const container = obj.spec.source.vhd?.uploadContainerUrl;
-    return container ? `${container.replace(/\/+$/, "")}/${azureName(obj.metadata, ".vhd")}` : undefined;
+    return container ? `${container.replace(/\/+$/, "")}/${azureName(obj.metadata, lun === undefined ? ".vhd" : `-lun${lun}.vhd`)}` : undefined;
   }
 
   /**
@@ -444,10 +477,11 @@ export class VmImageReconciler {
    * it starts over, said in an Event. The complete blob is kept for the object's lifetime: outputs
    * deleted out of band are remade from it without downloading again.
    */
-  private async prepareUploadedBlob(obj: VmImage, status: VmImageStatus, url: string, containerUrl: string): Promise<Outcome | { blobUri: string }> {
-    const uid = obj.metadata?.uid ?? "";
-    const blobUrl = this.uploadBlobUrl(obj) ?? "";
-    const vhd = obj.spec.source.vhd ?? {};
+  private async prepareUploadedBlob(obj: VmImage, slot: VhdSlot, url: string, containerUrl: string, report: (t: TransferStatus) => void): Promise<Outcome | { blobUri: string }> {
+    const owner = obj.metadata?.uid ?? "";
+    const uid = `${owner}${slot.lun === undefined ? "" : `/lun${slot.lun}`}`;
+    const blobUrl = this.uploadBlobUrl(obj, slot.lun) ?? "";
+    const vhd = slot;
     const poll = { requeueAfterMs: this.d.pollMs };
     const blob = new PageBlobClient(blobUrl, this.azure.credential);
     let task = this.d.uploads.get(uid);
@@ -468,12 +502,12 @@ export class VmImageReconciler {
       throw new AzureError("Retryable", failure.reason, failure.message);
     }
     if (task?.state === "running") {
-      status.transfer = transferStatus(task);
-      const t = status.transfer;
+      const t = transferStatus(task);
+      report(t);
       return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploaded ${t.percent ?? 0}% of ${t.bytesTotal ?? 0} bytes.` }, ...poll };
     }
     if (task?.state === "succeeded") {
-      status.transfer = transferStatus(task);
+      report(transferStatus(task));
       this.d.uploads.forget(uid);
       return { blobUri: blobUrl };
     }
@@ -486,7 +520,7 @@ export class VmImageReconciler {
     let startOffset = 0;
     const probed = props?.metadata?.[BlobMeta.complete] === "true" ? undefined : await this.probe(url, vhd.format);
     if (props) {
-      if (props.metadata?.[BlobMeta.owner] !== uid) {
+      if (props.metadata?.[BlobMeta.owner] !== owner) {
         throw new AzureError("Terminal", "ResourceNotOwned", `Blob ${displayUrl(blobUrl)} exists and was not uploaded for this VmImage.`);
       }
       if (!probed) return { blobUri: blobUrl };
@@ -509,7 +543,7 @@ export class VmImageReconciler {
       uid,
       {
         azure: this.azure,
-        destination: { kind: "blob", blobUrl, ownerUid: uid, startOffset },
+        destination: { kind: "blob", blobUrl, ownerUid: owner, startOffset },
         url,
         layout: probed.layout,
         checksum: vhd.checksum,
@@ -522,7 +556,7 @@ export class VmImageReconciler {
       },
     );
     if (startOffset === 0) await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${probed.layout.format}, ${probed.layout.vhdSize} bytes) into ${displayUrl(blobUrl)}.`);
-    status.transfer = transferStatus(task);
+    report(transferStatus(task));
     return { health: { state: "reconciling", reason: Reasons.Uploading, message: `Uploading into ${displayUrl(blobUrl)}.` }, ...poll };
   }
 
@@ -568,6 +602,7 @@ export class VmImageReconciler {
 
   /** Deletion: remove what we created if the policy says so, then let the object go. */
   private async finalize(obj: VmImage, log: Logger): Promise<ReconcileResult | undefined> {
+    for (const k of this.transfers.keys()) if (k.startsWith(`${obj.metadata?.uid ?? ""}/`)) this.transfers.delete(k);
     if (!obj.metadata?.finalizers?.includes(FINALIZER)) return undefined;
     if ((obj.spec.deletionPolicy ?? "Delete") === "Delete") {
       const { compute } = this.azure;
@@ -581,7 +616,9 @@ export class VmImageReconciler {
             ? [["gallery image version", () => compute.galleryImageVersions.get(rg, g.galleryName, g.imageDefinition, version), () => compute.galleryImageVersions.delete(rg, g.galleryName, g.imageDefinition, version)] as const]
             : []),
           ["image", () => compute.images.get(rg, name), () => compute.images.delete(rg, name)],
-          ["disk", () => compute.disks.get(rg, this.sourceDiskName(obj)), () => compute.disks.delete(rg, this.sourceDiskName(obj))],
+          ...[undefined, ...this.dataLuns(obj)].map(
+            (lun) => ["disk", () => compute.disks.get(rg, this.sourceDiskName(obj, lun)), () => compute.disks.delete(rg, this.sourceDiskName(obj, lun))] as const,
+          ),
         ] as const) {
           const found = await getOrUndefined<{ tags?: Record<string, string>; provisioningState?: string }>(getIt());
           if (!found || found.tags?.[OWNER_TAG] !== obj.metadata.uid) continue;
@@ -595,12 +632,13 @@ export class VmImageReconciler {
         const c = classify(err);
         if (c.kind !== "NotFound") throw c;
       }
-      const blobUrl = this.uploadBlobUrl(obj);
-      if (blobUrl) {
+      for (const lun of [undefined, ...this.dataLuns(obj)]) {
+        const blobUrl = this.uploadBlobUrl(obj, lun);
+        if (!blobUrl) break;
         const blob = new PageBlobClient(blobUrl, this.azure.credential);
         const props = await blob.getProperties().catch(() => undefined);
         if (props?.metadata?.[BlobMeta.owner] === obj.metadata.uid) {
-          this.d.uploads.forget(obj.metadata.uid ?? "");
+          this.d.uploads.forget(`${obj.metadata.uid ?? ""}${lun === undefined ? "" : `/lun${lun}`}`);
           await blob.deleteIfExists().catch((err: unknown) => {
             throw classify(err);
           });
@@ -648,5 +686,33 @@ function isSteady(obj: VmImage): boolean {
   return ready?.status === "True" && ready.observedGeneration === obj.metadata?.generation;
 }
 
-/** What an image or version is made from: a managed disk, or a page blob registered in place. */
-type PreparedSource = { diskId: string } | { blobUri: string };
+/** One disk of an image: a managed disk, or a page blob registered in place. */
+type PreparedDisk = { diskId: string } | { blobUri: string };
+
+/** What an image or version is made from: its OS disk, and the data disks of a VM image. */
+type PreparedSource = PreparedDisk & { dataDisks?: Array<{ lun: number } & PreparedDisk> };
+
+/** One VHD of a VHD source: the OS disk (no lun) or a data disk. */
+interface VhdSlot {
+  lun?: number;
+  url?: string;
+  blobUri?: string;
+  format?: "auto" | "vhd" | "raw";
+  checksum?: string;
+}
+
+/** The transfers of several disks as one. */
+function addTransfers(ts: TransferStatus[]): TransferStatus {
+  const sum = (k: "bytesTotal" | "bytesDone" | "bytesSkippedZero" | "bytesPerSecond") => ts.reduce((n, t) => n + (t[k] ?? 0), 0);
+  const bytesTotal = sum("bytesTotal");
+  const bytesDone = sum("bytesDone");
+  const startedAt = ts.map((t) => t.startedAt).filter((x): x is string => x !== undefined).sort()[0];
+  return {
+    bytesTotal,
+    bytesDone,
+    bytesSkippedZero: sum("bytesSkippedZero"),
+    percent: bytesTotal > 0 ? Math.floor((bytesDone / bytesTotal) * 100) : 0,
+    ...(startedAt ? { startedAt } : {}),
+    ...(ts.some((t) => t.bytesPerSecond !== undefined) ? { bytesPerSecond: sum("bytesPerSecond") } : {}),
+  };
+}
