@@ -309,6 +309,8 @@ export interface VmImageSpec {
       endOfLifeDate?: string;
     };
   };
+  /** Take over a managed image or gallery image version that already exists under the name this object would use and that no object owns (the annotation azureimages.dev/adopt "true" does the same). An adopted resource is tagged as this object's and deleted with it only under deletionPolicy Delete. Without it such a resource is refused (ResourceNotOwned). A resource owned by another object is never taken. */
+  adopt?: boolean;
   /** For a source given as latest (Marketplace or shared/community gallery), how often to look for a newer version, e.g. 24h. A newer version is reported (Event NewerVersionAvailable, status.latestCheck) and not used; the image stays built from status.resolvedVersion. Off when empty. */
   latestCheckInterval?: string;
   /** A Secret in this namespace with the Azure identity to use for this object instead of the operator's. Keys AZURE_TENANT_ID and AZURE_CLIENT_ID, AZURE_CLIENT_SECRET for a service principal (without it the operator's workload-identity token is exchanged for that client, which must trust the operator's service account), optional AZURE_SUBSCRIPTION_ID. The operator needs get on that Secret (a Role and RoleBinding in this namespace). */

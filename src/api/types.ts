@@ -25,7 +25,7 @@ export interface VmImage extends KubernetesObject {
 }
 
 /** What the shared destination code needs to know of the object that owns the outputs. */
-export type DestinationSpec = Pick<VmImageSpec, "location" | "resourceGroup" | "osType" | "osState" | "hyperVGeneration" | "destination" | "tags" | "features">;
+export type DestinationSpec = Pick<VmImageSpec, "location" | "resourceGroup" | "osType" | "osState" | "hyperVGeneration" | "destination" | "tags" | "features" | "adopt">;
 
 /** The status fields the shared destination code writes. */
 export type DestinationStatus = Pick<VmImageStatus, "imageId" | "galleryImageVersionId" | "galleryImageVersion" | "replication" | "imageReference">;

@@ -158,6 +158,26 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     for (const name of ["team-ok", "team-wrong", "team-missing"]) await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", name, "--timeout=30s"]);
   });
 
+  it("refuses an existing image it did not create, and adopts it when told to", async () => {
+    const { compute } = env.azure;
+    await env.azure.resources.resourceGroups.createOrUpdate("rg-vmimage", { location: "westeurope" });
+    const disk = await compute.disks.createOrUpdate("rg-vmimage", "handmade-disk", { location: "westeurope", diskSizeGB: 1, creationData: { createOption: "Empty" } });
+    await compute.images.createOrUpdate("rg-vmimage", "handmade", { location: "westeurope", tags: { team: "x" }, storageProfile: { osDisk: { osType: "Linux", osState: "Generalized", managedDisk: { id: disk.id ?? "" } } } });
+    const spec = { ...base, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } }, destination: { managedImage: { name: "handmade" } } };
+    await apply("adopter", spec);
+    await eventually("refused", async () => ready(await get("adopter"))?.reason === "ResourceNotOwned", 20_000);
+    assert.match(ready(await get("adopter"))?.message ?? "", /set spec\.adopt: true to take it over/);
+    assert.equal((await compute.images.get("rg-vmimage", "handmade")).tags?.["azureimages.dev-owner"], undefined, "not touched");
+
+    await apply("adopter", { ...spec, adopt: true });
+    await eventually("Ready", async () => ready(await get("adopter"))?.status === "True", 20_000);
+    const adopted = await compute.images.get("rg-vmimage", "handmade");
+    assert.equal(adopted.tags?.["azureimages.dev-owner"], (await get("adopter")).metadata?.uid);
+    assert.equal(adopted.storageProfile?.osDisk?.managedDisk?.id, disk.id, "the existing image itself, not a new one");
+    await kubectl(env.cp.kubeconfigPath, ["delete", "vmimg", "adopter", "--timeout=30s"]);
+    await assert.rejects(compute.images.get("rg-vmimage", "handmade"), { statusCode: 404 });
+  });
+
   it("deletes the image with policy Delete and keeps it with Retain", async () => {
     const kept = (await get("cis")).status?.imageId?.split("/").pop() ?? "";
     await env.kube.patch(env.path("cis"), { spec: { deletionPolicy: "Retain" } }, MERGE_PATCH);

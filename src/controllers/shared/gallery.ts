@@ -23,6 +23,17 @@ export type VersionSource =
 
 type DiskRef = { id: string } | { uri: string; storageAccountId: string };
 
+/** Annotation that asks, like spec.adopt, to take over outputs that exist without an owner. */
+export const ADOPT_ANNOTATION = "azureimages.dev/adopt";
+
+/**
+ * Whether existing outputs that no object owns may be taken over (spec.adopt, or the annotation). An
+ * output owned by another object is never taken.
+ */
+export function adopting(obj: ImageTarget): boolean {
+  return obj.spec.adopt === true || obj.metadata?.annotations?.[ADOPT_ANNOTATION] === "true";
+}
+
 /** The object that owns the outputs: a VmImage, or an ImageCapture seen through its captured VM. */
 export interface ImageTarget {
   kind?: string;
@@ -175,7 +186,17 @@ export async function ensureGalleryVersion(
     return reconciling("PublishingVersion", `Publishing gallery image version ${versionName}.`);
   }
   if (version.tags?.[d.ownerTag] !== uid) {
-    throw new AzureError("Terminal", "ResourceNotOwned", `Gallery image version ${versionName} of '${g.imageDefinition}' exists and was not created for this ${obj.kind ?? "object"}; choose another version.`);
+    if (!adopting(obj) || version.tags?.[d.ownerTag]) {
+      throw new AzureError(
+        "Terminal",
+        "ResourceNotOwned",
+        `Gallery image version ${versionName} of '${g.imageDefinition}' exists and was not created for this ${obj.kind ?? "object"}; choose another version${version.tags?.[d.ownerTag] ? " (it belongs to another object)" : ", or set spec.adopt: true to take it over"}.`,
+      );
+    }
+    // Adopted: from now on it is this object's, and deleted with it only under deletionPolicy Delete.
+    await submit(compute.galleryImageVersions.update(rg, g.galleryName, g.imageDefinition, versionName, { tags: { ...version.tags, [d.ownerTag]: uid } }));
+    await d.event("Normal", "Adopted", `Adopted the existing gallery image version ${versionName}.`);
+    return reconciling("Adopting", `Adopting gallery image version ${versionName}.`);
   }
   recordReplication(status, version);
   status.galleryImageVersionId = version.id;

@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { Image } from "@azure/arm-compute";
 import type { DestinationStatus } from "../../api/types.ts";
 import { AzureError, getOrUndefined } from "../../azure/errors.ts";
-import { submit, type GalleryDeps, type ImageTarget, type Outcome } from "./gallery.ts";
+import { adopting, submit, type GalleryDeps, type ImageTarget, type Outcome } from "./gallery.ts";
 
 /** What a new managed image is made from, in Azure's terms (a generalized VM, or disks/blobs). */
 export type ManagedImageSource = Pick<Image, "sourceVirtualMachine" | "storageProfile" | "hyperVGeneration">;
@@ -25,7 +25,17 @@ export async function ensureManagedImage(
   const image = await getOrUndefined(compute.images.get(rg, name));
   if (image) {
     if (image.tags?.[d.ownerTag] !== uid) {
-      throw new AzureError("Terminal", "ResourceNotOwned", `Managed image '${name}' in resource group '${rg}' exists and was not created for this ${obj.kind ?? "object"}; choose another spec.destination.managedImage.name.`);
+      if (!adopting(obj) || image.tags?.[d.ownerTag]) {
+        throw new AzureError(
+          "Terminal",
+          "ResourceNotOwned",
+          `Managed image '${name}' in resource group '${rg}' exists and was not created for this ${obj.kind ?? "object"}; choose another spec.destination.managedImage.name${image.tags?.[d.ownerTag] ? " (it belongs to another object)" : ", or set spec.adopt: true to take it over"}.`,
+        );
+      }
+      // Adopted: from now on it is this object's, and deleted with it only under deletionPolicy Delete.
+      await submit(compute.images.update(rg, name, { tags: { ...image.tags, [d.ownerTag]: uid } }));
+      await d.event("Normal", "Adopted", `Adopted the existing managed image '${name}'.`);
+      return { health: { state: "reconciling", reason: "Adopting", message: `Adopting managed image '${name}'.` }, requeueAfterMs: d.pollMs };
     }
     const state = (image.provisioningState ?? "Succeeded").toLowerCase();
     if (state === "failed") {
