@@ -358,6 +358,10 @@ export interface VmImageStatus {
     /** Percent replicated. */
     progress?: number;
   }>;
+  /** The source in one line (printer column), e.g. marketplace Canonical:ubuntu-24_04-lts:server. */
+  source?: string;
+  /** The destinations in one line (printer column), e.g. image+gallery platform_images/ubuntu. */
+  destination?: string;
   /** Exact source version the image was made from. */
   resolvedVersion?: string;
   /** What a VM or scale set should reference to use this image. */

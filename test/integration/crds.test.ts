@@ -95,6 +95,8 @@ describe("VmImage CRD on a real kube-apiserver", () => {
         status: {
           observedGeneration: 1,
           resolvedVersion: "24.04.202611200",
+          source: "marketplace Canonical:ubuntu-24_04-lts:server",
+          destination: "image",
           conditions: [
             {
               type: "Ready",
@@ -128,11 +130,11 @@ describe("VmImage CRD on a real kube-apiserver", () => {
       // And kubectl prints the printer columns, through the short name and the category
       const { stdout } = await kubectl(cp.kubeconfigPath, ["get", "vmimg", "-n", namespace]);
       const lines = stdout.trim().split("\n");
-      assert.match(lines[0] ?? "", /^NAME\s+READY\s+REASON\s+LOCATION\s+VERSION\s+PROGRESS\s+AGE$/);
-      assert.match(stdout, /from-client\s+True\s+Available\s+westeurope\s+24\.04\.202611200\s+\S+/);
-      assert.match(stdout, /from-kubectl\s+westeurope\s+\S+\n/);
+      assert.match(lines[0] ?? "", /^NAME\s+READY\s+REASON\s+SOURCE\s+DESTINATION\s+VERSION\s+PROGRESS\s+AGE$/);
+      assert.match(stdout, /from-client\s+True\s+Available\s+marketplace Canonical:ubuntu-24_04-lts:server\s+image\s+24\.04\.202611200\s+\S+/);
+      assert.match(stdout, /from-kubectl\s+\S+\n/);
       const wide = await kubectl(cp.kubeconfigPath, ["get", "vmimg", "-o", "wide", "-n", namespace]);
-      assert.match(wide.stdout.split("\n")[0] ?? "", /\bIMAGE\b/);
+      assert.match(wide.stdout.split("\n")[0] ?? "", /\bLOCATION\s+IMAGE\b/);
       const category = await kubectl(cp.kubeconfigPath, ["get", "azureimages", "-n", namespace, "-o", "name"]);
       assert.deepEqual(category.stdout.trim().split("\n").sort(), [
         "vmimage.azureimages.dev/from-client",

@@ -31,6 +31,9 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     const obj = await get("ubuntu");
     assert.equal(obj.status?.resolvedVersion, "24.04.202411030");
     assert.equal(obj.status?.observedGeneration, 1);
+    assert.deepEqual([obj.status?.source, obj.status?.destination], ["marketplace Canonical:ubuntu-24_04-lts:server", "image"]);
+    const table = await kubectl(env.cp.kubeconfigPath, ["get", "vmimg", "ubuntu"]);
+    assert.match(table.stdout, /ubuntu\s+True\s+Available\s+marketplace Canonical:ubuntu-24_04-lts:server\s+image\s+24\.04\.202411030\s/);
     assert.deepEqual(obj.metadata?.finalizers, ["azureimages.dev/finalizer"]);
     const name = obj.status?.imageId?.split("/").pop() ?? "";
     const image = await env.azure.compute.images.get("rg-vmimage", name);

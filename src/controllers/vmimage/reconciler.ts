@@ -100,6 +100,8 @@ export class VmImageReconciler {
         throw new SourceProblem(reason, [...invalid, ...changed].join("; "));
       }
       status.specFingerprints ??= vmImageFingerprints(obj.spec);
+      status.source = describeSource(obj.spec);
+      status.destination = describeDestination(obj.spec);
       outcome = await this.apply(obj, status, ctx.log);
       delete status.lastError;
     } catch (err) {
@@ -715,4 +717,19 @@ function addTransfers(ts: TransferStatus[]): TransferStatus {
     ...(startedAt ? { startedAt } : {}),
     ...(ts.some((t) => t.bytesPerSecond !== undefined) ? { bytesPerSecond: sum("bytesPerSecond") } : {}),
   };
+}
+
+/** The source in one line, for a printer column. */
+export function describeSource(spec: VmImage["spec"]): string {
+  const { marketplace, gallery, vhd } = spec.source;
+  if (marketplace) return `marketplace ${marketplace.publisher}:${marketplace.offer}:${marketplace.sku}`;
+  if (gallery) return `gallery ${(gallery.id ?? gallery.sharedGalleryImageId ?? gallery.communityGalleryImageId ?? "").split("/").slice(-3).join("/")}`;
+  const disks = (vhd?.dataDisks?.length ?? 0) > 0 ? ` +${vhd?.dataDisks?.length ?? 0} data` : "";
+  return `vhd ${displayUrl(vhd?.url ?? vhd?.blobUri ?? "").split("/").pop() ?? ""}${disks}`;
+}
+
+/** The destinations in one line, for a printer column. */
+export function describeDestination(spec: VmImage["spec"]): string {
+  const g = spec.destination.gallery;
+  return [spec.destination.managedImage ? "image" : "", g ? `gallery ${g.galleryName}/${g.imageDefinition}` : ""].filter(Boolean).join("+");
 }
