@@ -183,8 +183,6 @@ export interface ImageCaptureStatus {
     /** Exact Marketplace version. */
     version?: string;
   };
-  /** Resume state of the Run Command in flight (operation URLs only). */
-  runCommandOperation?: string;
   /** The last Azure error, without secrets. */
   lastError?: {
     /** Azure error code. */

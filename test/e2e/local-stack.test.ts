@@ -1,19 +1,23 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isAlive } from "../../src/localstack/processes.ts";
+import { promisify } from "node:util";
+import { FileServer } from "../support/file-server.ts";
 import { kubectl } from "../support/kubectl.ts";
 
 const start = fileURLToPath(new URL("../../src/localstack/start.ts", import.meta.url));
 const sample = fileURLToPath(new URL("../../crds/samples/vmimage-marketplace.yaml", import.meta.url));
 const captureSample = fileURLToPath(new URL("../../crds/samples/imagecapture-linux.yaml", import.meta.url));
 const windowsSample = fileURLToPath(new URL("../../crds/samples/imagecapture-windows.yaml", import.meta.url));
+const samplesDir = fileURLToPath(new URL("../../crds/samples/", import.meta.url));
 
 const alive = isAlive;
 
@@ -56,7 +60,7 @@ describe("npm start: the whole local stack, used with kubectl", () => {
     await rm(home, { recursive: true, force: true });
   });
 
-  it("starts, reconciles the VmImage and ImageCapture samples to Ready, deletes them, and stops everything on Ctrl-C", async (t) => {
+  it("starts, reconciles every VmImage and ImageCapture sample it can reach to Ready, deletes them, and stops everything on Ctrl-C", async (t) => {
     const unset = new Set(["KUBECONFIG", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "KUBERNETES_SERVICE_HOST"]);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !unset.has(k))),
@@ -93,6 +97,21 @@ describe("npm start: the whole local stack, used with kubectl", () => {
       const { stdout } = await kubectl(kubeconfig, ["get", "vmimg", "ubuntu-2404", "-o", "jsonpath={.status.resolvedVersion} {.status.imageId}"]);
       assert.match(stdout, /^24\.04\.\d+ \/subscriptions\/.+\/providers\/Microsoft\.Compute\/images\/default-ubuntu-2404-[0-9a-f]{8}$/);
       await kubectl(kubeconfig, ["delete", "-f", sample, "--timeout=60s"]);
+
+      // The other VmImage samples: a gallery destination in two regions, a plan image whose terms the
+      // sample accepts, and a VHD URL (pointed at a qemu-img VHD served here instead of example.com).
+      await promisify(execFile)("qemu-img", ["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "appliance-2.4.vhd"), "24M"]);
+      const files = await FileServer.start(home);
+      try {
+        const vhdSample = (await readFile(join(samplesDir, "vmimage-vhd-url.yaml"), "utf8")).replace("https://downloads.example.com/appliance-2.4.vhd", `${files.url}/appliance-2.4.vhd`);
+        await writeFile(join(home, "vmimage-vhd-url.yaml"), vhdSample);
+        const more = ["-f", join(samplesDir, "vmimage-gallery.yaml"), "-f", join(samplesDir, "vmimage-marketplace-plan.yaml"), "-f", join(home, "vmimage-vhd-url.yaml")];
+        await kubectl(kubeconfig, ["apply", ...more]);
+        await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "vmimg/ubuntu-golden", "vmimg/cis-ubuntu-2204", "vmimg/appliance-2-4", "--timeout=150s"]);
+        await kubectl(kubeconfig, ["delete", ...more, "--timeout=60s"]);
+      } finally {
+        await files.stop();
+      }
 
       // The capture samples, against the VMs npm start seeds for them.
       await kubectl(kubeconfig, ["apply", "-f", captureSample, "-f", windowsSample]);

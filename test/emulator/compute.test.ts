@@ -189,6 +189,32 @@ describe("emulator: Microsoft.Compute with @azure/arm-compute", () => {
     assert.deepEqual([guest.guestDeprovisioned, guest.generalized], [true, false], "deprovisioned, not yet marked generalized in Azure");
   });
 
+  it("runs managed Run Commands (virtualMachines/runCommands): a named resource whose instance view reports state, exit code and output", async () => {
+    await admin(f.emu, "POST", "virtualMachines", { subscriptionId, resourceGroup: rg, name: "managed-rc", location, osType: "Linux" });
+    await admin(f.emu, "POST", "virtualMachines", { subscriptionId, resourceGroup: rg, name: "managed-rc-bad", location, osType: "Linux", guestFault: "deprovisionFails" });
+    const rc = f.compute.virtualMachineRunCommands;
+    await rc.createOrUpdate(rg, "managed-rc", "deprovision", { location, source: { script: "waagent -deprovision+user -force" }, timeoutInSeconds: 600 }, fast);
+    const done = await rc.getByVirtualMachine(rg, "managed-rc", "deprovision", { expand: "instanceView" });
+    assert.equal(done.provisioningState, "Succeeded");
+    assert.deepEqual([done.instanceView?.executionState, done.instanceView?.exitCode], ["Succeeded", 0]);
+    assert.match(done.instanceView?.output ?? "", /waagent service will be stopped/);
+    assert.equal(((await admin(f.emu, "GET", "virtualMachines/managed-rc")) as { guestDeprovisioned: boolean }).guestDeprovisioned, true);
+    const plain = await rc.getByVirtualMachine(rg, "managed-rc", "deprovision");
+    assert.equal(plain.instanceView, undefined, "the instance view only with $expand");
+
+    // A failing script: the resource is provisioned, the execution failed with its exit code and stderr.
+    await rc.createOrUpdate(rg, "managed-rc-bad", "deprovision", { location, source: { script: "waagent -deprovision+user -force" } }, fast);
+    const failed = await rc.getByVirtualMachine(rg, "managed-rc-bad", "deprovision", { expand: "instanceView" });
+    assert.deepEqual([failed.provisioningState, failed.instanceView?.executionState, failed.instanceView?.exitCode], ["Succeeded", "Failed", 1]);
+    assert.match(failed.instanceView?.error ?? "", /userdel: user azureuser is currently used/);
+
+    await refuses(rc.getByVirtualMachine(rg, "managed-rc", "missing"), 404, "ResourceNotFound");
+    await f.compute.virtualMachines.deallocate(rg, "managed-rc", fast);
+    await refuses(rc.createOrUpdate(rg, "managed-rc", "again", { location, source: { script: "echo hi" } }, fast), 409, "OperationNotAllowed");
+    await rc.delete(rg, "managed-rc", "deprovision", fast);
+    await refuses(rc.getByVirtualMachine(rg, "managed-rc", "deprovision"), 404, "ResourceNotFound");
+  });
+
   it("ends an operation Failed when a fault says so, and the SDK reports it", async () => {
     await admin(f.emu, "POST", "faults", { operation: "Microsoft.Compute/images/write", lroFails: true, count: 1, code: "InternalDiskManagementError", message: "An internal disk error occurred." });
     await assert.rejects(

@@ -126,7 +126,8 @@ describe("ImageCapture across operator crashes", () => {
     assert.equal(count(/^put .*\/snapshots\/[^/]+-os$/), 1, "OS disk snapshot created once");
     assert.equal(count(/^put .*\/snapshots\/[^/]+-lun0$/), 1, "LUN 0 snapshot created once");
     assert.equal(count(/^put .*\/snapshots\/[^/]+-lun1$/), 1, "LUN 1 snapshot created once");
-    assert.equal(count(/^post .*\/virtualmachines\/crashy\/runcommand$/), 1, "generalized once");
+    assert.equal(count(/^put .*\/virtualmachines\/crashy\/runcommands\/[^/]+$/), 1, "generalized once");
+    assert.equal(count(/^post .*\/virtualmachines\/crashy\/runcommand$/), 0, "no action Run Command");
     assert.equal(count(/^post .*\/virtualmachines\/crashy\/deallocate$/), 1, "deallocated once");
     assert.equal(count(/^post .*\/virtualmachines\/crashy\/generalize$/), 1, "marked generalized once");
     assert.equal(count(/^put .*\/providers\/microsoft.compute\/images\/[^/]+$/), 1, "one managed image");

@@ -1,4 +1,4 @@
-import { restorePoller, type InstanceViewStatus, type RunCommandResult } from "@azure/arm-compute";
+import type { InstanceViewStatus } from "@azure/arm-compute";
 import type { Logger } from "pino";
 import { FINALIZER, Reasons } from "../../api/group.ts";
 import { imageCaptureSpecProblems } from "../../api/validation.ts";
@@ -32,10 +32,10 @@ export interface ImageCaptureReconcilerDeps {
   pollMs: number;
 }
 
-/** Default generalization commands (Run Command). */
-export const GENERALIZE_SCRIPTS: Record<OsType, { commandId: string; script: string[] }> = {
-  Linux: { commandId: "RunShellScript", script: ["sudo waagent -deprovision+user -force"] },
-  Windows: { commandId: "RunPowerShellScript", script: ["& $env:SystemRoot\\System32\\Sysprep\\Sysprep.exe /generalize /oobe /shutdown /quiet"] },
+/** Default generalization scripts (Run Command). */
+export const GENERALIZE_SCRIPTS: Record<OsType, { script: string[] }> = {
+  Linux: { script: ["waagent -deprovision+user -force"] },
+  Windows: { script: ["& $env:SystemRoot\\System32\\Sysprep\\Sysprep.exe /generalize /oobe /shutdown /quiet"] },
 };
 
 /** A refusal found by the controller itself (not by Azure): Stalled with `reason`. */
@@ -53,8 +53,9 @@ type StepResult = { done: string } | Outcome;
  * Captures a VM, once, as a sequence of recorded steps. Each reconcile works on the first unfinished
  * step only and writes status before the next one starts, so a restart resumes exactly there. Steps
  * with Azure side effects are idempotent by observation: snapshots and outputs have deterministic
- * names (a GET finds what a crashed pass created), power and generalization are read from the VM's
- * instance view before anything is sent, and the Run Command's poller state is recorded with the step.
+ * names (a GET finds what a crashed pass created, the generalization command included: it is a managed
+ * Run Command named after the object), and power and generalization are read from the VM's instance
+ * view before anything is sent.
  */
 export class ImageCaptureReconciler {
   private readonly d: ImageCaptureReconcilerDeps;
@@ -201,7 +202,7 @@ export class ImageCaptureReconciler {
       case "Backup":
         return this.backup(obj, status, plan, vm);
       case "Generalize":
-        return this.generalize(obj, status, plan, vm, step);
+        return this.generalize(obj, plan, vm, step);
       case "Deallocate":
         return this.deallocate(vm);
       case "MarkGeneralized":
@@ -320,52 +321,52 @@ export class ImageCaptureReconciler {
 
   // ---- Generalize through Run Command --------------------------------------------------------
 
-  private async generalize(obj: ImageCapture, status: ImageCaptureStatus, plan: CapturePlan, vm: CapturedVm, step: CaptureStep): Promise<StepResult> {
+  /**
+   * Generalization as a managed Run Command (virtualMachines/runCommands), a child resource of the VM
+   * with a name derived from this object: a restart finds it with a GET instead of running the script
+   * a second time, and its instance view says how the script went (state, exit code, output).
+   */
+  private async generalize(obj: ImageCapture, plan: CapturePlan, vm: CapturedVm, step: CaptureStep): Promise<StepResult> {
     const { compute } = this.azure;
     const { resourceGroup, name } = vmTarget({ id: vm.id });
+    const windows = vm.osType === "Windows";
+    const commandName = azureName(obj.metadata, "-generalize");
+    const command = await getOrUndefined(compute.virtualMachineRunCommands.getByVirtualMachine(resourceGroup, name, commandName, { expand: "instanceView" }));
     const view = await compute.virtualMachines.instanceView(resourceGroup, name).catch((err: unknown) => {
       throw classify(err);
     });
     const { power } = vmState(view.statuses);
-    const windows = vm.osType === "Windows";
-    if (!status.runCommandOperation) {
-      if (windows && (power === "stopped" || power === "deallocated")) {
-        // Sysprep already shut the guest down (the command was sent before a restart lost its record).
-        return { done: "Sysprep finished: the VM shut down." };
+    const stopped = power === "stopped" || power === "deallocated";
+    if (!command) {
+      if (stopped) {
+        throw new CaptureProblem("VirtualMachineNotRunning", `VM '${name}' stopped before the generalization command was sent; start it again (the capture then continues), or generalize it yourself and recreate the ImageCapture with generalize.mode AlreadyGeneralized.`);
       }
-      const command = GENERALIZE_SCRIPTS[vm.osType];
-      const poller = compute.virtualMachines.runCommand(resourceGroup, name, { commandId: command.commandId, script: obj.spec.generalize?.script ?? command.script });
-      await submit(poller);
-      status.runCommandOperation = await poller.serialize();
+      await submit(
+        compute.virtualMachineRunCommands.createOrUpdate(resourceGroup, name, commandName, {
+          location: vm.location,
+          tags: { [OWNER_TAG]: obj.metadata?.uid ?? "" },
+          source: { script: (obj.spec.generalize?.script ?? GENERALIZE_SCRIPTS[vm.osType].script).join("\n") },
+          asyncExecution: false,
+          timeoutInSeconds: Math.round(plan.timeoutMs / 1000),
+        }),
+      );
       return reconciling("Generalize", windows ? "Sysprep is running; waiting for the VM to shut down." : "waagent -deprovision is running.", this.d.pollMs);
     }
+    // Sysprep /shutdown stops the guest agent with the VM: the command never reports; the power state does.
+    if (windows && stopped) return { done: "Sysprep finished: the VM shut down." };
+    const iv = command.instanceView;
+    const state = iv?.executionState ?? "Unknown";
+    if (state === "Failed" || state === "TimedOut" || state === "Canceled") {
+      const text = redact([iv?.error, iv?.output].filter(Boolean).join("\n").trim());
+      const tail = text.length > 600 ? `...${text.slice(-600)}` : text;
+      throw new CaptureProblem(
+        "RunCommandFailed",
+        `The generalization command ended ${state}${iv?.exitCode !== undefined ? ` (exit code ${iv.exitCode})` : ""}; the VM was not changed further and can still be used. Output: ${tail || "(none)"}`,
+      );
+    }
+    if (state === "Succeeded" && !windows) return { done: `waagent -deprovision+user finished (exit code ${iv?.exitCode ?? 0}).` };
     const started = Date.parse(step.startedAt ?? "") || Date.now();
-    if (windows && (power === "stopped" || power === "deallocated")) {
-      delete status.runCommandOperation;
-      return { done: "Sysprep finished: the VM shut down." };
-    }
-    const poller = restorePoller(compute, status.runCommandOperation, compute.virtualMachines.runCommand);
-    try {
-      await poller.poll();
-    } catch (err) {
-      delete status.runCommandOperation;
-      const c = classify(err);
-      throw new CaptureProblem("RunCommandFailed", `Run Command failed: ${c.code}: ${c.message}`);
-    }
-    if (poller.isDone) {
-      const result = poller.result;
-      const failed = runCommandFailure(result);
-      if (failed !== undefined) {
-        delete status.runCommandOperation;
-        throw new CaptureProblem("RunCommandFailed", `The generalization command failed; the VM was not changed by the operator and can still be used. Output: ${failed}`);
-      }
-      if (!windows) {
-        delete status.runCommandOperation;
-        return { done: "waagent -deprovision+user finished." };
-      }
-    }
     if (Date.now() - started > plan.timeoutMs) {
-      delete status.runCommandOperation;
       throw new CaptureProblem(
         "GeneralizeTimeout",
         windows
@@ -608,14 +609,6 @@ export function vmState(statuses: InstanceViewStatus[] | undefined): { power: st
     power: codes.find((c) => c.startsWith("PowerState/"))?.slice("PowerState/".length),
     generalized: codes.some((c) => c.toLowerCase() === "osstate/generalized"),
   };
-}
-
-/** The failure message (tail, without secrets) when a Run Command's script failed; undefined when it succeeded. */
-export function runCommandFailure(result: RunCommandResult | undefined): string | undefined {
-  const failed = (result?.value ?? []).find((s) => /\/failed$/i.test(s.code ?? "") || s.level === "Error");
-  if (!failed) return undefined;
-  const text = redact(failed.message ?? failed.displayStatus ?? "failed");
-  return text.length > 600 ? `...${text.slice(-600)}` : text;
 }
 
 /** Resource group and name of any resource ID. */

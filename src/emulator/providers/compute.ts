@@ -405,46 +405,61 @@ function vmView(vm: StoredResource, expand: string | null): Json {
   return v;
 }
 
-function runCommand(vm: StoredResource, body: Json): { result: Json; internal?: Partial<VmInternal>; neverCompletes?: boolean } {
-  const commandId = typeof body.commandId === "string" ? body.commandId : "";
-  const script = Array.isArray(body.script) ? (body.script as unknown[]).map(String).join("\n") : "";
-  const osType = String(((props(view(vm)).storageProfile as Json).osDisk as Json).osType);
+/** What the guest does with a script: its output, whether it failed, and what it changes in the VM. */
+interface GuestRun {
+  stdout: string;
+  stderr: string;
+  failed: boolean;
+  internal?: Partial<VmInternal>;
+  /** Sysprep with /shutdown (or a hung one): the guest agent never reports back. */
+  neverCompletes?: boolean;
+}
+
+function runInGuest(vm: StoredResource, script: string): GuestRun {
   const fault = (vm.internal as unknown as VmInternal).guestFault;
   if (/waagent\b.*-deprovision/.test(script)) {
     if (fault === "deprovisionFails") {
-      // What Azure reports when the script exits non-zero: the operation succeeds, the status says failed.
-      return {
-        result: {
-          value: [
-            {
-              code: "ProvisioningState/failed",
-              level: "Error",
-              displayStatus: "Provisioning failed",
-              message: "Enable failed: failed to execute command: command terminated with exit status=1\n[stdout]\n\n[stderr]\nwaagent: error: Failed to remove user account: userdel: user azureuser is currently used by process 1234\n",
-            },
-          ],
-        },
-      };
+      return { stdout: "", stderr: "waagent: error: Failed to remove user account: userdel: user azureuser is currently used by process 1234\n", failed: true };
     }
     const out = "WARNING! The waagent service will be stopped.\nWARNING! Cached DHCP leases will be deleted.\nWARNING! root password will be disabled. You will not be able to login as root.\nWARNING! /etc/resolv.conf will NOT be removed, this is a behavior change to earlier versions of Linux Agent.\n";
-    return { result: linuxResult(out), internal: { guestDeprovisioned: true } };
+    return { stdout: out, stderr: "", failed: false, internal: { guestDeprovisioned: true } };
   }
   if (/sysprep(\.exe)?\b.*\/generalize/i.test(script)) {
-    if (fault === "sysprepHangs") return { result: windowsResult("", ""), neverCompletes: true };
+    if (fault === "sysprepHangs") return { stdout: "", stderr: "", failed: false, neverCompletes: true };
     const shutdown = /\/shutdown/i.test(script);
-    return {
-      result: windowsResult("", ""),
-      internal: { guestDeprovisioned: true, ...(shutdown ? { power: "stopped" as const } : {}) },
-      neverCompletes: shutdown,
-    };
+    return { stdout: "", stderr: "", failed: false, internal: { guestDeprovisioned: true, ...(shutdown ? { power: "stopped" as const } : {}) }, neverCompletes: shutdown };
   }
   const echoed = script
     .split("\n")
     .map((l) => /^\s*(?:echo|Write-Output)\s+["']?(.*?)["']?\s*$/i.exec(l)?.[1])
     .filter((l): l is string => l !== undefined)
     .join("\n");
-  const out = echoed ? `${echoed}\n` : "";
-  return { result: osType === "Windows" || commandId === "RunPowerShellScript" ? windowsResult(out, "") : linuxResult(out) };
+  const exit = /^\s*exit\s+([1-9]\d*)\s*$/m.exec(script);
+  return { stdout: echoed ? `${echoed}\n` : "", stderr: exit ? `exit status ${exit[1] ?? ""}\n` : "", failed: exit !== null };
+}
+
+/** The action Run Command (POST .../runCommand): the guest's run in the v1 result format. */
+function runCommand(vm: StoredResource, body: Json): { result: Json; internal?: Partial<VmInternal>; neverCompletes?: boolean } {
+  const commandId = typeof body.commandId === "string" ? body.commandId : "";
+  const script = Array.isArray(body.script) ? (body.script as unknown[]).map(String).join("\n") : "";
+  const osType = String(((props(view(vm)).storageProfile as Json).osDisk as Json).osType);
+  const run = runInGuest(vm, script);
+  const windows = osType === "Windows" || commandId === "RunPowerShellScript";
+  const result = windows
+    ? windowsResult(run.stdout, run.stderr)
+    : run.failed
+      ? {
+          value: [
+            {
+              code: "ProvisioningState/failed",
+              level: "Error",
+              displayStatus: "Provisioning failed",
+              message: `Enable failed: failed to execute command: command terminated with exit status=1\n[stdout]\n${run.stdout}\n[stderr]\n${run.stderr}`,
+            },
+          ],
+        }
+      : linuxResult(run.stdout);
+  return { result, ...(run.internal ? { internal: run.internal } : {}), ...(run.neverCompletes ? { neverCompletes: true } : {}) };
 }
 
 const linuxResult = (stdout: string): Json => ({
@@ -678,6 +693,65 @@ export function registerCompute(emu: Emulator): void {
     }
     return acceptAction(emu, req, vm, { result: outcome.result, completion: { internal: outcome.internal ?? {} } });
   });
+  // Managed Run Command (virtualMachines/runCommands): a named child resource, so a client that lost
+  // track of one finds it again with a GET. Its instance view says how the script is doing.
+  const RC = `${VMPATH}/runCommands/{runCommandName}`;
+  const RC_TYPE = "Microsoft.Compute/virtualMachines/runCommands";
+  const vmOfRunCommand = (req: ArmRequest) => requireResource(emu, pathId(req).replace(/\/runCommands\/[^/]+$/i, ""), VM, rg(req));
+  const runCommandView = (rc: StoredResource, expand: string | null): Json => {
+    const v = view(rc);
+    if (expand?.toLowerCase() !== "instanceview") return v;
+    const run = rc.internal as unknown as { run: GuestRun; startMs: number; endMs: number | null };
+    const done = run.endMs !== null && Date.now() >= run.endMs;
+    const state = !done ? "Running" : run.run.failed ? "Failed" : "Succeeded";
+    v.properties = {
+      ...props(v),
+      instanceView: {
+        executionState: state,
+        executionMessage: done ? (run.run.failed ? "Execution failed" : "Execution completed") : "Execution in progress",
+        ...(done ? { exitCode: run.run.failed ? 1 : 0, endTime: new Date(run.endMs ?? 0).toISOString() } : {}),
+        output: run.run.stdout,
+        error: run.run.stderr,
+        startTime: new Date(run.startMs).toISOString(),
+      },
+    };
+    return v;
+  };
+  r.add("PUT", RC, `${RC_TYPE}/write`, (req) => {
+    const vm = vmOfRunCommand(req);
+    emu.store.settle();
+    const body = bodyObject(req);
+    const location = requireLocation(body);
+    const p = props(body);
+    const source = isObject(p.source) ? p.source : undefined;
+    if (typeof source?.script !== "string" && typeof source?.commandId !== "string") throw missingProperty("properties.source.script");
+    const state = vm.internal as unknown as VmInternal;
+    if (state.power !== "running") {
+      throw new ArmError(409, "OperationNotAllowed", `Cannot run commands on VM '${vm.name}' because it is ${state.power}.`);
+    }
+    const existing = emu.store.get(pathId(req));
+    const run = runInGuest(vm, typeof source.script === "string" ? source.script : "");
+    Object.assign(state, run.internal ?? {});
+    const startMs = Date.now();
+    const resource: StoredResource = {
+      id: existing?.id ?? pathId(req),
+      name: req.params.runCommandName ?? "",
+      type: RC_TYPE,
+      location,
+      ...(tagsOf(body) ? { tags: tagsOf(body) } : {}),
+      body: { properties: { source, asyncExecution: p.asyncExecution === true, timeoutInSeconds: typeof p.timeoutInSeconds === "number" ? p.timeoutInSeconds : 0, treatFailureAsDeploymentFailure: p.treatFailureAsDeploymentFailure === true } },
+      internal: { run, startMs, endMs: run.neverCompletes ? null : startMs + emu.opts.operationDurationMs },
+    };
+    emu.store.save();
+    return acceptPut(emu, req, resource, { style: "async", existed: Boolean(existing), transient: existing ? "Updating" : "Creating" });
+  });
+  r.add("GET", RC, `${RC_TYPE}/read`, (req) => {
+    emu.store.settle();
+    const rc = requireResource(emu, pathId(req), RC_TYPE, rg(req));
+    return { status: 200, body: runCommandView(rc, req.url.searchParams.get("$expand")) };
+  });
+  r.add("DELETE", RC, `${RC_TYPE}/delete`, (req) => acceptDelete(emu, req, emu.store.get(pathId(req)), "async"));
+
   r.add("DELETE", VMPATH, "Microsoft.Compute/virtualMachines/delete", (req) => {
     const vm = emu.store.get(pathId(req));
     if (vm) {
