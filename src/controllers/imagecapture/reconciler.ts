@@ -12,7 +12,7 @@ import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject, reportStalled } from "../shared/accept.ts";
-import { CredentialsProblem, currentAzure, withAzure, type NamespaceCredentials } from "../shared/credentials.ts";
+import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -83,17 +83,16 @@ export class ImageCaptureReconciler {
     if (obj.metadata?.resourceVersion !== undefined && this.writtenOver.get(req.key) === obj.metadata.resourceVersion) {
       return { requeueAfterMs: 100 };
     }
-    let clients: AzureClients | undefined;
-    // Letting go of an object whose Azure resources are retained needs no Azure identity.
-    const retained = obj.metadata?.deletionTimestamp !== undefined && (obj.spec.deletionPolicy ?? "Retain") === "Retain";
-    try {
-      if (!retained) clients = await this.d.credentials?.clientsFor(obj);
-    } catch (err) {
-      if (!(err instanceof CredentialsProblem)) throw err;
-      await this.recordTransition(obj, { state: "stalled", reason: err.reason, message: err.message });
-      return reportStalled(this.d.kube, this.d.ref, obj, err.reason, err.message, Math.min(this.d.driftCheckMs, 60_000));
-    }
-    return withAzure(clients, () => this.reconcileObject(req, obj, ctx));
+    return withCredentials(
+      this.d.credentials,
+      obj,
+      "Retain",
+      async (problem) => {
+        await this.recordTransition(obj, { state: "stalled", reason: problem.reason, message: problem.message });
+        return reportStalled(this.d.kube, this.d.ref, obj, problem.reason, problem.message, Math.min(this.d.driftCheckMs, 60_000));
+      },
+      () => this.reconcileObject(req, obj, ctx),
+    );
   };
 
   private readonly reconcileObject = async (req: ReconcileRequest, obj: ImageCapture, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {

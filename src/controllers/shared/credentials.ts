@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { KubernetesObject } from "@kubernetes/client-node";
+import type { ReconcileResult } from "../../runtime/controller.ts";
 import { createAzureClients, type AzureClients } from "../../azure/clients.ts";
 import type { AzureConfig } from "../../config.ts";
 import { KubeApiError, type KubeClient } from "../../runtime/kube-client.ts";
@@ -98,4 +99,27 @@ export class NamespaceCredentials {
     this.cache.set(key, { version, clients });
     return clients;
   }
+}
+
+/**
+ * Runs a reconcile of `obj` with the Azure clients its credentialsRef names (or the operator's own),
+ * or hands a credentials problem to `onProblem`. An object being deleted whose resources are retained
+ * needs no identity, so it can always be let go.
+ */
+export async function withCredentials(
+  credentials: NamespaceCredentials | undefined,
+  obj: KubernetesObject & { spec: { credentialsRef?: { name: string }; deletionPolicy?: "Delete" | "Retain" } },
+  defaultPolicy: "Delete" | "Retain",
+  onProblem: (problem: CredentialsProblem) => Promise<ReconcileResult | undefined>,
+  run: () => Promise<ReconcileResult | undefined>,
+): Promise<ReconcileResult | undefined> {
+  const retained = obj.metadata?.deletionTimestamp !== undefined && (obj.spec.deletionPolicy ?? defaultPolicy) === "Retain";
+  let clients: AzureClients | undefined;
+  try {
+    if (!retained) clients = await credentials?.clientsFor(obj);
+  } catch (err) {
+    if (err instanceof CredentialsProblem) return onProblem(err);
+    throw err;
+  }
+  return withAzure(clients, run);
 }

@@ -13,7 +13,7 @@ import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject, reportStalled } from "../shared/accept.ts";
-import { CredentialsProblem, currentAzure, withAzure, type NamespaceCredentials } from "../shared/credentials.ts";
+import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
@@ -69,17 +69,16 @@ export class VmImageReconciler {
   readonly reconcile = async (req: ReconcileRequest, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {
     const obj = this.d.informer.get(req.key);
     if (!obj) return undefined;
-    let clients: AzureClients | undefined;
-    // Letting go of an object whose Azure resources are retained needs no Azure identity.
-    const retained = obj.metadata?.deletionTimestamp !== undefined && (obj.spec.deletionPolicy ?? "Delete") === "Retain";
-    try {
-      if (!retained) clients = await this.d.credentials?.clientsFor(obj);
-    } catch (err) {
-      if (!(err instanceof CredentialsProblem)) throw err;
-      await this.recordTransition(obj, { state: "stalled", reason: err.reason, message: err.message });
-      return reportStalled(this.d.kube, this.d.ref, obj, err.reason, err.message, Math.min(this.d.driftCheckMs, 60_000));
-    }
-    return withAzure(clients, () => this.reconcileObject(obj, ctx));
+    return withCredentials(
+      this.d.credentials,
+      obj,
+      "Delete",
+      async (problem) => {
+        await this.recordTransition(obj, { state: "stalled", reason: problem.reason, message: problem.message });
+        return reportStalled(this.d.kube, this.d.ref, obj, problem.reason, problem.message, Math.min(this.d.driftCheckMs, 60_000));
+      },
+      () => this.reconcileObject(obj, ctx),
+    );
   };
 
   private readonly reconcileObject = async (obj: VmImage, ctx: ReconcileContext): Promise<ReconcileResult | undefined> => {
