@@ -338,7 +338,7 @@ export class ImageCaptureReconciler {
     const stopped = power === "stopped" || power === "deallocated";
     if (!command) {
       if (stopped) {
-        throw new CaptureProblem("VirtualMachineNotRunning", `VM '${name}' stopped before the generalization command was sent; start it again (the capture then continues), or generalize it yourself and recreate the ImageCapture with generalize.mode AlreadyGeneralized.`);
+        throw new CaptureProblem("VirtualMachineNotRunning", `VM '${name}' stopped before the generalization command was sent; nothing was run in it. Start it and recreate the ImageCapture, or generalize it yourself and recreate the ImageCapture with generalize.mode AlreadyGeneralized.`);
       }
       await submit(
         compute.virtualMachineRunCommands.createOrUpdate(resourceGroup, name, commandName, {
