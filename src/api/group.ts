@@ -22,5 +22,4 @@ export const Reasons = {
   InvalidSpec: "InvalidSpec",
   ImageNotFound: "ImageNotFound",
   TermsNotAccepted: "TermsNotAccepted",
-  SourceNotSupported: "SourceNotSupported",
 } as const;

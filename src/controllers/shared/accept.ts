@@ -1,11 +1,22 @@
 import { FINALIZER } from "../../api/group.ts";
-import { setHealth, type Condition } from "../../runtime/conditions.ts";
+import { setHealth, type Condition, type Health } from "../../runtime/conditions.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { addFinalizer, updateStatus, type WithStatus } from "../../runtime/objects.ts";
 
 interface BasicStatus {
   observedGeneration?: number;
   conditions?: Condition[];
+}
+
+/** Writes `health` with the object's generation observed, the rest of its status kept; returns the updated object. */
+async function writeHealth<T extends WithStatus<BasicStatus>>(kube: KubeClient, ref: ResourceRef, obj: T, health: Health): Promise<T> {
+  const generation = obj.metadata?.generation;
+  const status: BasicStatus = {
+    ...structuredClone(obj.status ?? {}),
+    observedGeneration: generation,
+    conditions: setHealth(obj.status?.conditions, health, generation),
+  };
+  return (await updateStatus(kube, ref, obj, status)) ?? obj;
 }
 
 /**
@@ -15,13 +26,7 @@ interface BasicStatus {
  * resourceVersion; the second starts from what the first returned.
  */
 export async function acceptObject(kube: KubeClient, ref: ResourceRef, obj: WithStatus<BasicStatus>, kind: string): Promise<void> {
-  const generation = obj.metadata?.generation;
-  const status: BasicStatus = {
-    ...structuredClone(obj.status ?? {}),
-    observedGeneration: generation,
-    conditions: setHealth(obj.status?.conditions, { state: "reconciling", reason: "Accepted", message: `The controller has seen this ${kind} and is starting work on it.` }, generation),
-  };
-  const written = (await updateStatus(kube, ref, obj, status)) ?? obj;
+  const written = await writeHealth(kube, ref, obj, { state: "reconciling", reason: "Accepted", message: `The controller has seen this ${kind} and is starting work on it.` });
   await addFinalizer(kube, ref, written, FINALIZER);
 }
 
@@ -30,12 +35,6 @@ export async function acceptObject(kube: KubeClient, ref: ResourceRef, obj: With
  * credentials that cannot be used; the object is looked at again after `recheckMs`.
  */
 export async function reportStalled(kube: KubeClient, ref: ResourceRef, obj: WithStatus<BasicStatus & { lastError?: unknown }>, reason: string, message: string, recheckMs: number): Promise<{ requeueAfterMs: number }> {
-  const generation = obj.metadata?.generation;
-  const status: BasicStatus = {
-    ...structuredClone(obj.status ?? {}),
-    observedGeneration: generation,
-    conditions: setHealth(obj.status?.conditions, { state: "stalled", reason, message }, generation),
-  };
-  await updateStatus(kube, ref, obj, status);
+  await writeHealth(kube, ref, obj, { state: "stalled", reason, message });
   return { requeueAfterMs: recheckMs };
 }

@@ -154,7 +154,8 @@ export class VmImageReconciler {
       );
     }
     if (!market) {
-      throw new SourceProblem(Reasons.SourceNotSupported, "spec.source.vhd needs url or blobUri.");
+      // Refused earlier (vmImageSpecProblems); here for the type checker.
+      throw new SourceProblem(Reasons.InvalidSpec, "spec.source must name exactly one of marketplace, gallery or vhd");
     }
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
@@ -393,14 +394,9 @@ export class VmImageReconciler {
     const { compute } = this.azure;
     const rg = obj.spec.resourceGroup;
     const diskName = this.sourceDiskName(obj, slot.lun);
-    const uid = `${obj.metadata?.uid ?? ""}${slot.lun === undefined ? "" : `/lun${slot.lun}`}`;
+    const uid = this.uploadKey(obj, slot.lun);
     const poll = { requeueAfterMs: this.d.pollMs };
-    const vhd = slot;
-    let task = this.d.uploads.get(uid);
-    if (task && task.generation !== obj.metadata?.generation) {
-      this.d.uploads.forget(uid);
-      task = undefined;
-    }
+    let task = this.currentUpload(obj, uid);
     if (task?.state === "failed" && task.failure) {
       const failure = task.failure;
       const disk = await getOrUndefined(compute.disks.get(rg, diskName));
@@ -417,7 +413,7 @@ export class VmImageReconciler {
 
     const disk = await getOrUndefined(compute.disks.get(rg, diskName));
     if (!disk) {
-      const probed = await this.probe(url, vhd.format);
+      const probed = await this.probe(url, slot.format);
       await submit(
         compute.disks.createOrUpdate(rg, diskName, {
           location: obj.spec.location,
@@ -434,10 +430,10 @@ export class VmImageReconciler {
       return { health: { state: "reconciling", reason: Reasons.CreatingDisk, message: `Upload disk '${diskName}' is ${disk.provisioningState ?? ""}.` }, ...poll };
     }
     if (disk.diskState === "ReadyToUpload" && !task) {
-      const probed = await this.probe(url, vhd.format);
+      const probed = await this.probe(url, slot.format);
       task = this.d.uploads.start(
         uid,
-        { azure: this.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: vhd.checksum, concurrency: 8, compression: probed.compression },
+        { azure: this.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: slot.checksum, concurrency: 8, compression: probed.compression },
         obj.metadata?.generation,
         () => {
           this.d.requeue(objectKeyOf(obj));
@@ -464,6 +460,21 @@ export class VmImageReconciler {
     return { diskId: disk.id ?? "" };
   }
 
+  /** The background upload of a disk (the OS disk, or the data disk at `lun`) is kept under this key. */
+  private uploadKey(obj: VmImage, lun: number | undefined): string {
+    return `${obj.metadata?.uid ?? ""}${lun === undefined ? "" : `/lun${lun}`}`;
+  }
+
+  /** The background upload of a disk, if one runs or ended for the object's current generation. */
+  private currentUpload(obj: VmImage, key: string): UploadTask | undefined {
+    const task = this.d.uploads.get(key);
+    if (task && task.generation !== obj.metadata?.generation) {
+      this.d.uploads.forget(key);
+      return undefined;
+    }
+    return task;
+  }
+
   /** The page blob a VHD (the OS disk's, or the data disk's at `lun`) is uploaded into when the user names a container. */
   private uploadBlobUrl(obj: VmImage, lun?: number): string | undefined {
     const container = obj.spec.source.vhd?.uploadContainerUrl;
@@ -480,16 +491,11 @@ export class VmImageReconciler {
    */
   private async prepareUploadedBlob(obj: VmImage, slot: VhdSlot, url: string, containerUrl: string, report: (t: TransferStatus) => void): Promise<Outcome | { blobUri: string }> {
     const owner = obj.metadata?.uid ?? "";
-    const uid = `${owner}${slot.lun === undefined ? "" : `/lun${slot.lun}`}`;
+    const uid = this.uploadKey(obj, slot.lun);
     const blobUrl = this.uploadBlobUrl(obj, slot.lun) ?? "";
-    const vhd = slot;
     const poll = { requeueAfterMs: this.d.pollMs };
     const blob = new PageBlobClient(blobUrl, this.azure.credential);
-    let task = this.d.uploads.get(uid);
-    if (task && task.generation !== obj.metadata?.generation) {
-      this.d.uploads.forget(uid);
-      task = undefined;
-    }
+    let task = this.currentUpload(obj, uid);
     if (task?.state === "failed" && task.failure) {
       const failure = task.failure;
       this.d.uploads.forget(uid);
@@ -519,19 +525,19 @@ export class VmImageReconciler {
       throw c;
     });
     let startOffset = 0;
-    const probed = props?.metadata?.[BlobMeta.complete] === "true" ? undefined : await this.probe(url, vhd.format);
+    const probed = props?.metadata?.[BlobMeta.complete] === "true" ? undefined : await this.probe(url, slot.format);
     if (props) {
       if (props.metadata?.[BlobMeta.owner] !== owner) {
         throw new AzureError("Terminal", "ResourceNotOwned", `Blob ${displayUrl(blobUrl)} exists and was not uploaded for this VmImage.`);
       }
       if (!probed) return { blobUri: blobUrl };
       const confirmed = Number(props.metadata[BlobMeta.confirmed] ?? 0);
-      const resumable = probed.rangeSupported && probed.compression === "none" && probed.layout.format !== "dynamic" && !vhd.checksum && props.contentLength === probed.layout.vhdSize;
+      const resumable = probed.rangeSupported && probed.compression === "none" && probed.layout.format !== "dynamic" && !slot.checksum && props.contentLength === probed.layout.vhdSize;
       if (resumable && confirmed > 0 && confirmed < probed.layout.vhdSize) {
         startOffset = confirmed;
         await this.event(obj, "Normal", "UploadResumed", `Resuming the interrupted upload at byte ${confirmed} of ${probed.layout.vhdSize}.`);
       } else {
-        const why = !probed.rangeSupported ? "the source does not support Range requests" : vhd.checksum ? "the checksum covers the whole source" : "this source cannot be read from the middle";
+        const why = !probed.rangeSupported ? "the source does not support Range requests" : slot.checksum ? "the checksum covers the whole source" : "this source cannot be read from the middle";
         await this.event(obj, "Warning", "UploadRestarted", `The interrupted upload starts over: ${why}.`);
       }
     } else {
@@ -547,7 +553,7 @@ export class VmImageReconciler {
         destination: { kind: "blob", blobUrl, ownerUid: owner, startOffset },
         url,
         layout: probed.layout,
-        checksum: vhd.checksum,
+        checksum: slot.checksum,
         concurrency: 8,
         compression: probed.compression,
       },
@@ -639,7 +645,7 @@ export class VmImageReconciler {
         const blob = new PageBlobClient(blobUrl, this.azure.credential);
         const props = await blob.getProperties().catch(() => undefined);
         if (props?.metadata?.[BlobMeta.owner] === obj.metadata.uid) {
-          this.d.uploads.forget(`${obj.metadata.uid ?? ""}${lun === undefined ? "" : `/lun${lun}`}`);
+          this.d.uploads.forget(this.uploadKey(obj, lun));
           await blob.deleteIfExists().catch((err: unknown) => {
             throw classify(err);
           });
