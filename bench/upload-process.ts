@@ -3,7 +3,7 @@
 import { AnonymousCredential, PageBlobClient } from "@azure/storage-blob";
 import { toFixedVhd } from "../src/vhd/convert.ts";
 import { openSource, probeSource } from "../src/vhd/source.ts";
-import { uploadChunks } from "../src/vhd/upload.ts";
+import { transferPool, uploadChunks } from "../src/vhd/upload.ts";
 
 const [sourceUrl, blobSasUrl, concurrencyArg] = process.argv.slice(2);
 if (!sourceUrl || !blobSasUrl) throw new Error("usage: upload-process.ts <source url> <page blob SAS url> [concurrency]");
@@ -14,7 +14,8 @@ const { layout } = await probeSource(sourceUrl, "auto");
 const blob = new PageBlobClient(blobSasUrl, new AnonymousCredential());
 await blob.create(layout.vhdSize);
 const { stream } = await openSource(sourceUrl);
-const progress = await uploadChunks(blob, toFixedVhd(stream, layout), layout.vhdSize, { concurrency: Number(concurrencyArg ?? 8) });
+const concurrency = Number(concurrencyArg ?? 8);
+const progress = await uploadChunks(blob, toFixedVhd(stream, layout, { pool: transferPool(concurrency) }), layout.vhdSize, { concurrency });
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpu0);
 process.stdout.write(

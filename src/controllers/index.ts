@@ -33,7 +33,8 @@ export function registerControllers(
   const events = new EventRecorder(deps.kube, "azure-image-operator", deps.log);
   const credentials = deps.azureConfig ? new NamespaceCredentials(deps.kube, deps.azureConfig, deps.azure) : undefined;
   const ref: ResourceRef = { group: GROUP, version: VERSION, plural: VMIMAGE.plural, ...scope };
-  const informer = new Informer<VmImage>(deps.kube, ref, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
+  // No periodic resync: each reconciler schedules its object's next drift check itself (nextPass).
+  const informer = new Informer<VmImage>(deps.kube, ref, deps.log, { resyncPeriodMs: 0 });
   const uploads = new UploadTasks();
   manager.onStop(() => {
     uploads.abortAll();
@@ -65,7 +66,7 @@ export function registerControllers(
   manager.addController(controller);
 
   const captureRef: ResourceRef = { group: GROUP, version: VERSION, plural: IMAGECAPTURE.plural, ...scope };
-  const captureInformer = new Informer<ImageCapture>(deps.kube, captureRef, deps.log, { resyncPeriodMs: settings.resyncPeriodMs });
+  const captureInformer = new Informer<ImageCapture>(deps.kube, captureRef, deps.log, { resyncPeriodMs: 0 });
   const captures = new ImageCaptureReconciler({
     kube: deps.kube,
     ref: captureRef,

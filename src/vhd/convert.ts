@@ -13,6 +13,46 @@ import {
 export interface Chunk {
   offset: number;
   data: Buffer;
+  /**
+   * Present when `data` lies in a pooled buffer: call it once the data is no longer needed (written or
+   * skipped), so the buffer can hold a later chunk. The converter waits for free buffers.
+   */
+  release?: () => void;
+}
+
+/**
+ * A fixed set of equal buffers handed out and given back, so a transfer copies each byte into memory
+ * that is already mapped instead of allocating (and page-faulting, and collecting) a new buffer for
+ * every chunk. At most `count` chunks exist at once: the pool also bounds memory.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly waiting: Array<(b: Buffer) => void> = [];
+
+  readonly count: number;
+  readonly size: number;
+
+  constructor(count: number, size: number) {
+    this.count = count;
+    this.size = size;
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafeSlow(size));
+  }
+
+  /** A free buffer, waiting until one is given back. */
+  take(): Promise<Buffer> | Buffer {
+    return this.free.pop() ?? new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  give(b: Buffer): void {
+    const next = this.waiting.shift();
+    if (next) next(b);
+    else this.free.push(b);
+  }
+
+  /** Buffers not handed out. */
+  get available(): number {
+    return this.free.length;
+  }
 }
 
 export type SourceFormat = "fixed" | "dynamic" | "raw";
@@ -95,6 +135,32 @@ class Reader {
     return out;
   }
 
+  /** Copies up to `n` bytes into `target` (fewer only at the end of the source); returns how many. */
+  async readInto(target: Buffer, n: number): Promise<number> {
+    let filled = 0;
+    while (filled < n) {
+      if (this.pending.length === 0) {
+        if (this.ended) break;
+        const r = await this.it.next();
+        if (r.done) this.ended = true;
+        else if (r.value.length > 0) {
+          this.pending.push(r.value);
+          this.pendingBytes += r.value.length;
+        }
+        continue;
+      }
+      const head = this.pending[0] as Buffer;
+      const take = Math.min(head.length, n - filled);
+      head.copy(target, filled, 0, take);
+      filled += take;
+      this.pendingBytes -= take;
+      if (take === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(take);
+    }
+    this.position += filled;
+    return filled;
+  }
+
   async readExactly(n: number, what: string): Promise<Buffer> {
     const b = await this.read(n);
     if (b.length !== n) throw new VhdFormatError("TruncatedSource", `the source ended early while reading ${what} (at byte ${this.position})`);
@@ -103,7 +169,21 @@ class Reader {
 
   async skipTo(offset: number, what: string): Promise<void> {
     if (offset < this.position) throw new VhdFormatError("UnsupportedVhd", `${what} lies before data already read; blocks out of order cannot be streamed`);
-    while (this.position < offset) await this.readExactly(Math.min(4 * MiB, offset - this.position), what);
+    while (this.position < offset) {
+      if (this.pending.length === 0) {
+        const r = await this.it.next();
+        if (r.done) throw new VhdFormatError("TruncatedSource", `the source ended early while reading ${what} (at byte ${this.position})`);
+        this.pending.push(r.value);
+        this.pendingBytes += r.value.length;
+        continue;
+      }
+      const head = this.pending[0] as Buffer;
+      const drop = Math.min(head.length, offset - this.position);
+      this.position += drop;
+      this.pendingBytes -= drop;
+      if (drop === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(drop);
+    }
   }
 
   async atEnd(): Promise<boolean> {
@@ -116,39 +196,88 @@ class Reader {
   }
 }
 
+export interface ConvertOptions {
+  /** Largest chunk yielded (default 4 MiB, Azure's largest page write). */
+  chunkSize?: number;
+  /** Resume: the source starts at this byte of the image (fixed VHD or raw only, 512-aligned). */
+  startOffset?: number;
+  /**
+   * Data chunks are read into these buffers (of at least `chunkSize` bytes) and carry a `release`
+   * the consumer must call; without a pool every chunk gets its own buffer.
+   */
+  pool?: BufferPool;
+}
+
+/** Reads up to `n` bytes as a chunk at `offset`: into a pooled buffer when there is a pool. */
+async function readChunk(r: Reader, n: number, offset: number, pool: BufferPool | undefined): Promise<Chunk> {
+  if (!pool) return { offset, data: await r.read(n) };
+  const buffer = await pool.take();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    pool.give(buffer);
+  };
+  try {
+    const got = await r.readInto(buffer, n);
+    return { offset, data: buffer.subarray(0, got), release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
 /**
  * Turns a source stream into the pieces of a fixed VHD, in one pass and bounded memory: a fixed VHD is
  * checked and passed through; a dynamic VHD is expanded by following its block allocation table (blocks
  * must appear in the file in increasing order, as every tool writes them); raw data is passed through
- * and given a fixed-VHD footer. Sizes short of a whole MiB are padded with zeros. Every yielded chunk is 512-aligned and at most `chunkSize` bytes; the footer comes last. A fixed or raw source can be
+ * and given a fixed-VHD footer. Sizes short of a whole MiB are padded with zeros. Every yielded chunk is
+ * 512-aligned and at most `chunkSize` bytes; the footer comes last. A fixed or raw source can be
  * resumed: given the stream from `startOffset` on, the chunks start there.
  */
-export async function* toFixedVhd(
-  source: AsyncIterable<Buffer | Uint8Array>,
-  layout: Layout,
-  chunkSize = 4 * MiB,
-  /** Resume: `source` starts at this byte of the image (fixed VHD or raw only, 512-aligned). */
-  startOffset = 0,
-): AsyncGenerator<Chunk> {
+export async function* toFixedVhd(source: AsyncIterable<Buffer | Uint8Array>, layout: Layout, opts: ConvertOptions = {}): AsyncGenerator<Chunk> {
+  const chunkSize = opts.chunkSize ?? 4 * MiB;
+  const startOffset = opts.startOffset ?? 0;
+  const pool = opts.pool;
+  if (pool && pool.size < chunkSize) throw new Error(`pooled buffers of ${pool.size} bytes cannot hold chunks of ${chunkSize}`);
   const r = new Reader(source);
   if (startOffset % SECTOR !== 0 || (startOffset > 0 && layout.format === "dynamic")) {
     throw new Error(`cannot start a ${layout.format} source at byte ${startOffset}`);
   }
   if (layout.format === "dynamic") {
-    yield* expandDynamic(r, layout, chunkSize);
+    yield* expandDynamic(r, layout, chunkSize, pool);
   } else {
     const dataBytes = layout.format === "fixed" ? layout.sourceDiskSize : undefined;
     let offset = startOffset;
     for (;;) {
       const want = dataBytes === undefined ? chunkSize : Math.min(chunkSize, dataBytes - offset);
       if (want <= 0) break;
-      const data = await r.read(want);
-      if (data.length === 0) break;
-      if (dataBytes !== undefined && data.length < want) throw new VhdFormatError("TruncatedSource", `the source ended after ${offset + data.length} of ${dataBytes} bytes`);
-      const padded = data.length % SECTOR === 0 ? data : Buffer.concat([data, Buffer.alloc(SECTOR - (data.length % SECTOR))]);
-      if (offset + padded.length > layout.virtualSize) throw new VhdFormatError("SourceTooLarge", `the source holds more than the ${layout.virtualSize} bytes expected`);
-      yield { offset, data: padded };
-      offset += data.length;
+      const chunk = await readChunk(r, want, offset, pool);
+      const got = chunk.data.length;
+      if (got === 0) {
+        chunk.release?.();
+        break;
+      }
+      const problem =
+        dataBytes !== undefined && got < want
+          ? new VhdFormatError("TruncatedSource", `the source ended after ${offset + got} of ${dataBytes} bytes`)
+          : offset + Math.ceil(got / SECTOR) * SECTOR > layout.virtualSize
+            ? new VhdFormatError("SourceTooLarge", `the source holds more than the ${layout.virtualSize} bytes expected`)
+            : undefined;
+      if (problem) {
+        chunk.release?.();
+        throw problem;
+      }
+      if (got % SECTOR !== 0) {
+        // Only the last chunk of a raw source: padded with zeros to a whole sector, in a buffer of its own.
+        const padded = Buffer.concat([chunk.data, Buffer.alloc(SECTOR - (got % SECTOR))]);
+        chunk.release?.();
+        yield { offset, data: padded };
+        offset += got;
+        continue;
+      }
+      yield chunk;
+      offset += got;
     }
     if (layout.format === "fixed") {
       const footer = parseFooter(await r.readExactly(SECTOR, "the VHD footer"));
@@ -163,7 +292,7 @@ export async function* toFixedVhd(
   yield { offset: layout.virtualSize, data: buildFixedFooter(layout.virtualSize) };
 }
 
-async function* expandDynamic(r: Reader, layout: Layout, chunkSize: number): AsyncGenerator<Chunk> {
+async function* expandDynamic(r: Reader, layout: Layout, chunkSize: number, pool: BufferPool | undefined): AsyncGenerator<Chunk> {
   const footer = parseFooter(await r.readExactly(SECTOR, "the VHD footer copy"));
   await r.skipTo(Number(footer.dataOffset), "the dynamic header");
   const header = parseDynamicHeader(await r.readExactly(1024, "the dynamic header"));
@@ -184,13 +313,19 @@ async function* expandDynamic(r: Reader, layout: Layout, chunkSize: number): Asy
     const bitmap = await r.readExactly(bitmapBytes, `the sector bitmap of block ${block.index}`);
     const length = Math.min(header.blockSize, layout.sourceDiskSize - virtualStart);
     for (let done = 0; done < length; ) {
-      const piece = await r.readExactly(Math.min(chunkSize, length - done), `block ${block.index}`);
+      const want = Math.min(chunkSize, length - done);
+      const chunk = await readChunk(r, want, virtualStart + done, pool);
+      const piece = chunk.data;
+      if (piece.length !== want) {
+        chunk.release?.();
+        throw new VhdFormatError("TruncatedSource", `the source ended early while reading block ${block.index} (at byte ${r.position})`);
+      }
       // Sectors the bitmap marks unwritten read as zeros, whatever bytes the file holds there.
       for (let s = 0; s < piece.length / SECTOR; s++) {
         const sector = (done / SECTOR) + s;
         if (((bitmap[sector >> 3] ?? 0) & (0x80 >> (sector & 7))) === 0) piece.fill(0, s * SECTOR, (s + 1) * SECTOR);
       }
-      yield { offset: virtualStart + done, data: piece };
+      yield chunk;
       done += piece.length;
     }
   }

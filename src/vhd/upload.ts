@@ -1,4 +1,4 @@
-import type { Chunk } from "./convert.ts";
+import { BufferPool, type Chunk } from "./convert.ts";
 import { SECTOR } from "./footer.ts";
 
 /** Where pages go: a page blob, or a managed disk's upload SAS (both are page blobs to the SDK). */
@@ -31,6 +31,14 @@ export interface UploadOptions {
 }
 
 const MAX_PAGE_WRITE = 4 * 1024 * 1024;
+
+/**
+ * Buffers for converting a source while `concurrency` page writes are in flight: one per write, one
+ * being filled and one ready, so reading never waits on a write that could already be sent.
+ */
+export function transferPool(concurrency: number): BufferPool {
+  return new BufferPool(concurrency + 2, MAX_PAGE_WRITE);
+}
 const zeros = Buffer.alloc(MAX_PAGE_WRITE);
 
 function isZero(data: Buffer): boolean {
@@ -80,7 +88,11 @@ export async function uploadChunks(
   };
 
   for await (const chunk of chunks) {
-    if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) throw new Error(`unaligned chunk at ${chunk.offset}`);
+    if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) {
+      chunk.release?.();
+      throw new Error(`unaligned chunk at ${chunk.offset}`);
+    }
+    const writes: Array<Promise<void>> = [];
     for (let i = 0; i < chunk.data.length; i += maxWrite) {
       const piece = chunk.data.subarray(i, i + maxWrite);
       scheduledEnd = chunk.offset + i + piece.length;
@@ -92,8 +104,14 @@ export async function uploadChunks(
       }
       while (inFlight.size >= concurrency) await Promise.race(inFlight);
       if (failure) break;
-      // The chunk's buffer may be reused by the source; the write keeps its own reference.
-      void write(chunk.offset + i, piece);
+      writes.push(write(chunk.offset + i, piece));
+    }
+    // A pooled buffer goes back once every write from it has ended (writes never reject: a failure is
+    // kept in `failure`).
+    const release = chunk.release;
+    if (release) {
+      if (writes.length === 0) release();
+      else void Promise.all(writes).then(release);
     }
     if (failure) break;
   }

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { isAlive } from "../../src/localstack/processes.ts";
 import { promisify } from "node:util";
+import { gzipSync, zstdCompressSync } from "node:zlib";
 import { FileServer } from "../support/file-server.ts";
 import { kubectl } from "../support/kubectl.ts";
 
@@ -99,15 +100,37 @@ describe("npm start: the whole local stack, used with kubectl", () => {
       await kubectl(kubeconfig, ["delete", "-f", sample, "--timeout=60s"]);
 
       // The other VmImage samples: a gallery destination in two regions, a plan image whose terms the
-      // sample accepts, and a VHD URL (pointed at a qemu-img VHD served here instead of example.com).
-      await promisify(execFile)("qemu-img", ["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "appliance-2.4.vhd"), "24M"]);
+      // sample accepts, a VHD URL, and a VM image with two data disks uploaded into page blobs. Their
+      // example.com URLs point at qemu-img images served here instead (zstd- and gzip-compressed where the
+      // sample's names say so), and the staging storage account is the emulator's Azurite account.
+      const qemu = (args: string[]) => promisify(execFile)("qemu-img", args);
+      await qemu(["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "appliance-2.4.vhd"), "24M"]);
+      await qemu(["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "os.vhd"), "16M"]);
+      await qemu(["create", "-f", "vpc", "-o", "subformat=dynamic", join(home, "cache.vhd"), "8M"]);
+      await qemu(["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "tools.vhd"), "4M"]);
+      await writeFile(join(home, "os.vhd.zst"), zstdCompressSync(await readFile(join(home, "os.vhd"))));
+      await writeFile(join(home, "tools.vhd.gz"), gzipSync(await readFile(join(home, "tools.vhd"))));
+      const blobs = /blobs at (https:\/\/\S+\/devstoreaccount1)/.exec(output.join("\n"))?.[1];
+      assert.ok(blobs, "npm start prints where its blobs are");
       const files = await FileServer.start(home);
       try {
-        const vhdSample = (await readFile(join(samplesDir, "vmimage-vhd-url.yaml"), "utf8")).replace("https://downloads.example.com/appliance-2.4.vhd", `${files.url}/appliance-2.4.vhd`);
-        await writeFile(join(home, "vmimage-vhd-url.yaml"), vhdSample);
-        const more = ["-f", join(samplesDir, "vmimage-gallery.yaml"), "-f", join(samplesDir, "vmimage-marketplace-plan.yaml"), "-f", join(home, "vmimage-vhd-url.yaml")];
+        const rewrite = async (name: string, replacements: Array<[string | RegExp, string]>) => {
+          let text = await readFile(join(samplesDir, name), "utf8");
+          for (const [from, to] of replacements) text = text.replaceAll(from, to);
+          await writeFile(join(home, name), text);
+          return join(home, name);
+        };
+        const vhdSample = await rewrite("vmimage-vhd-url.yaml", [["https://downloads.example.com", files.url]]);
+        const dataDiskSample = await rewrite("vmimage-vhd-datadisks.yaml", [
+          ["https://artifacts.example.com/build-agent", files.url],
+          ["https://imagestaging.blob.core.windows.net", blobs],
+          [/storageAccounts\/imagestaging/g, "storageAccounts/devstoreaccount1"],
+        ]);
+        const more = ["-f", join(samplesDir, "vmimage-gallery.yaml"), "-f", join(samplesDir, "vmimage-marketplace-plan.yaml"), "-f", vhdSample, "-f", dataDiskSample];
         await kubectl(kubeconfig, ["apply", ...more]);
-        await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "vmimg/ubuntu-golden", "vmimg/cis-ubuntu-2204", "vmimg/appliance-2-4", "--timeout=150s"]);
+        await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "vmimg/ubuntu-golden", "vmimg/cis-ubuntu-2204", "vmimg/appliance-2-4", "vmimg/build-agent-vm", "--timeout=150s"]);
+        const vmImage = await kubectl(kubeconfig, ["get", "vmimg", "build-agent-vm", "-o", "jsonpath={.status.transfer.percent} {.status.galleryImageVersionId}"]);
+        assert.match(vmImage.stdout, /^100 \/subscriptions\/.+\/galleries\/platform_images\/images\/build-agent-vm\/versions\/1\.0\.0$/);
         await kubectl(kubeconfig, ["delete", ...more, "--timeout=60s"]);
       } finally {
         await files.stop();

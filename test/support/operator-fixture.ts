@@ -3,7 +3,7 @@ import type { ImageCapture, VmImage } from "../../src/api/types.ts";
 import { createAzureClients, type AzureClients } from "../../src/azure/clients.ts";
 import type { ArmRateLimiter } from "../../src/azure/rate-limit.ts";
 import type { AzureConfig } from "../../src/config.ts";
-import { registerControllers } from "../../src/controllers/index.ts";
+import { registerControllers, type ControllerSettings } from "../../src/controllers/index.ts";
 import { startEmulator, type Emulator, type EmulatorOptions } from "../../src/emulator/index.ts";
 import { ControlPlane } from "../../src/localstack/control-plane.ts";
 import { installCrds } from "../../src/localstack/crds.ts";
@@ -28,9 +28,11 @@ export class OperatorEnv {
   azure!: AzureClients;
   azureConfig!: AzureConfig;
   private manager!: Manager;
+  private settings: ControllerSettings = { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 };
 
-  static async start(emulator: EmulatorOptions = {}, limiter?: ArmRateLimiter): Promise<OperatorEnv> {
+  static async start(emulator: EmulatorOptions = {}, limiter?: ArmRateLimiter, settings: Partial<ControllerSettings> = {}): Promise<OperatorEnv> {
     const env = new OperatorEnv();
+    env.settings = { ...env.settings, ...settings };
     try {
       await env.boot(emulator, limiter);
     } catch (err) {
@@ -60,7 +62,7 @@ export class OperatorEnv {
     const log = testLogger();
     const metrics = new Metrics();
     this.manager = new Manager({ client: clientFor(this.cp), log, metrics });
-    registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics, azureConfig: this.azureConfig }, { namespace: "", workers: 2, resyncPeriodMs: 600_000, pollMs: 200 });
+    registerControllers(this.manager, { kube: clientFor(this.cp), azure: this.azure, log, metrics, azureConfig: this.azureConfig }, this.settings);
     await this.manager.start();
   }
 

@@ -11,7 +11,7 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
-import { acceptObject, reportStalled } from "../shared/accept.ts";
+import { acceptObject, nextPass, reportStalled } from "../shared/accept.ts";
 import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
@@ -132,7 +132,7 @@ export class ImageCaptureReconciler {
     await this.recordTransition(obj, outcome.health);
     const written = await updateStatus(this.d.kube, this.d.ref, obj, status);
     if (written && obj.metadata.resourceVersion) this.writtenOver.set(req.key, obj.metadata.resourceVersion);
-    return outcome.requeueAfterMs === undefined ? undefined : { requeueAfterMs: outcome.requeueAfterMs };
+    return nextPass(outcome.health, outcome.requeueAfterMs, this.d.driftCheckMs);
   };
 
   /** Works on the first unfinished step; a finished step requeues at once so the next starts after it is recorded. */

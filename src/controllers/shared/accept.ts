@@ -1,6 +1,7 @@
 import { FINALIZER } from "../../api/group.ts";
 import { setHealth, type Condition, type Health } from "../../runtime/conditions.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
+import { jitter } from "../../runtime/backoff.ts";
 import { addFinalizer, updateStatus, type WithStatus } from "../../runtime/objects.ts";
 
 interface BasicStatus {
@@ -37,4 +38,16 @@ export async function acceptObject(kube: KubeClient, ref: ResourceRef, obj: With
 export async function reportStalled(kube: KubeClient, ref: ResourceRef, obj: WithStatus<BasicStatus & { lastError?: unknown }>, reason: string, message: string, recheckMs: number): Promise<{ requeueAfterMs: number }> {
   await writeHealth(kube, ref, obj, { state: "stalled", reason, message });
   return { requeueAfterMs: recheckMs };
+}
+
+/**
+ * When to look at an object again after a pass. A Ready object is observed again after the drift
+ * period, and a Stalled one re-checked as often (its cause may be fixed outside Kubernetes: terms
+ * accepted, a Secret created); both jittered by up to 10% so objects applied together do not come due
+ * together. These requeues are the only periodic work: the informers do not resync, which would observe
+ * every object a second time per period.
+ */
+export function nextPass(health: Health, requeueAfterMs: number | undefined, driftCheckMs: number): { requeueAfterMs: number } | undefined {
+  if (health.state === "ready" || health.state === "stalled") return { requeueAfterMs: jitter(requeueAfterMs ?? driftCheckMs) };
+  return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
 }

@@ -12,7 +12,7 @@ import type { EventRecorder } from "../../runtime/events.ts";
 import type { Informer } from "../../runtime/informer.ts";
 import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
-import { acceptObject, reportStalled } from "../shared/accept.ts";
+import { acceptObject, nextPass, reportStalled } from "../shared/accept.ts";
 import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
 import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
@@ -123,7 +123,7 @@ export class VmImageReconciler {
     if (requeueAfterMs !== undefined && obj.spec.latestCheckInterval && outcome.health.state === "ready") {
       requeueAfterMs = Math.min(requeueAfterMs, parseDuration(obj.spec.latestCheckInterval));
     }
-    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+    return nextPass(outcome.health, requeueAfterMs, this.d.driftCheckMs);
   };
 
   private retryDelay(err: AzureError): number {

@@ -4,7 +4,7 @@ import { classify } from "../../azure/errors.ts";
 import { toFixedVhd, type Layout } from "../../vhd/convert.ts";
 import { VhdFormatError } from "../../vhd/footer.ts";
 import { openSource, SourceError, type Compression } from "../../vhd/source.ts";
-import { uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
+import { transferPool, uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
 
 /** An import running in the background, outside any reconcile. */
 export interface UploadTask {
@@ -56,7 +56,7 @@ export async function importSource(job: ImportJob, task: UploadTask): Promise<vo
   }
   const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression, start: startOffset });
   let saved = Date.now();
-  await uploadChunks(target, toFixedVhd(stream, job.layout, undefined, startOffset), job.layout.vhdSize, {
+  await uploadChunks(target, toFixedVhd(stream, job.layout, { startOffset, pool: transferPool(job.concurrency) }), job.layout.vhdSize, {
     concurrency: job.concurrency,
     signal: task.abort.signal,
     startOffset,

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
-import { detectLayout, toFixedVhd, type Layout } from "../../../src/vhd/convert.ts";
+import { BufferPool, detectLayout, toFixedVhd, type Chunk, type Layout } from "../../../src/vhd/convert.ts";
 import type { VhdFormatError } from "../../../src/vhd/footer.ts";
 import { MiB, parseFooter } from "../../../src/vhd/footer.ts";
 import { uploadChunks, type PageTarget } from "../../../src/vhd/upload.ts";
@@ -27,17 +27,22 @@ async function headTail(file: string): Promise<{ size: number; head: Buffer; tai
   }
 }
 
-/** Runs the converter over a file and assembles the fixed VHD it describes. */
-async function convert(file: string, hint: "auto" | "vhd" | "raw" = "auto"): Promise<{ layout: Layout; vhd: Buffer }> {
+/**
+ * Runs the converter over a file and assembles the fixed VHD it describes. With `pool`, chunks come in
+ * pooled buffers and are given back once copied.
+ */
+async function convert(file: string, hint: "auto" | "vhd" | "raw" = "auto", pool?: BufferPool): Promise<{ layout: Layout; vhd: Buffer }> {
   const { size, head, tail } = await headTail(file);
   const layout = detectLayout(size, head, tail, hint);
   const vhd = Buffer.alloc(layout.vhdSize);
   let last = -1;
-  for await (const chunk of toFixedVhd(createReadStream(file, { highWaterMark: 1024 * 1024 }), layout, 1024 * 1024)) {
+  // Odd-sized source reads, so chunks are assembled from pieces that straddle their edges.
+  for await (const chunk of toFixedVhd(createReadStream(file, { highWaterMark: 333 * 1024 }), layout, { chunkSize: 1024 * 1024, ...(pool ? { pool } : {}) })) {
     assert.ok(chunk.offset > last, "chunks come in increasing order");
     assert.equal(chunk.offset % 512, 0);
     assert.ok(chunk.data.length <= 1024 * 1024);
     chunk.data.copy(vhd, chunk.offset);
+    chunk.release?.();
     last = chunk.offset;
   }
   return { layout, vhd };
@@ -104,6 +109,17 @@ describe("VHD conversion of images made by qemu-img", () => {
     assert.ok(vhd.subarray(0, raw.length).equals(raw));
   });
 
+  it("gives the same disk through pooled buffers, and every buffer back", async () => {
+    for (const name of ["fixed.vhd", "dynamic.vhd", "chs.vhd", "disk.raw"]) {
+      const pool = new BufferPool(2, 1024 * 1024);
+      const pooled = await convert(join(dir, name), "auto", pool);
+      const plain = await convert(join(dir, name));
+      assert.ok(pooled.vhd.subarray(0, -512).equals(plain.vhd.subarray(0, -512)), `${name}: same disk data`);
+      assert.ok(pooled.vhd.subarray(0, raw.length).equals(raw), `${name}: the disk qemu-img was given`);
+      assert.equal(pool.available, 2, `${name}: every buffer given back`);
+    }
+  });
+
   it("refuses a corrupt footer and a truncated file", async () => {
     const corrupt = join(dir, "corrupt.vhd");
     const bytes = await readFile(join(dir, "fixed.vhd"));
@@ -124,6 +140,34 @@ describe("VHD conversion of images made by qemu-img", () => {
 });
 
 describe("page uploads", () => {
+  it("gives a pooled buffer back only after its write ended, so reuse never changes data in flight", async () => {
+    const image = Buffer.alloc(24 * MiB);
+    for (let i = 0; i < 24; i++) if (i % 5 !== 2) image.fill(i + 1, i * MiB, (i + 1) * MiB);
+    const pool = new BufferPool(3, 1 * MiB);
+    const written = Buffer.alloc(image.length);
+    let maxTaken = 0;
+    const target: PageTarget = {
+      async uploadPages(data, offset) {
+        maxTaken = Math.max(maxTaken, pool.count - pool.available);
+        // Writes end out of order; the data is read only at the end, as a socket would send it late.
+        await new Promise((r) => setTimeout(r, (offset / MiB) % 3 === 0 ? 15 : 2));
+        data.copy(written, offset);
+      },
+    };
+    async function* chunks(): AsyncGenerator<Chunk> {
+      for (let off = 0; off < image.length; off += MiB) {
+        const buffer = await pool.take();
+        image.copy(buffer, 0, off, off + MiB);
+        yield { offset: off, data: buffer, release: () => pool.give(buffer) };
+      }
+    }
+    const p = await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
+    assert.ok(written.equals(image), "no write saw a buffer refilled under it");
+    assert.equal(p.bytesSkippedZero, 5 * MiB);
+    assert.equal(pool.available, 3, "every buffer given back, the zero ones at once");
+    assert.ok(maxTaken >= 2, "buffers were in use while writes ran");
+  });
+
   it("writes at most 4 MiB at a time, skips zero ranges and bounds writes in flight", async () => {
     const image = Buffer.alloc(40 * MiB);
     image.fill(7, 5 * MiB, 6 * MiB);
