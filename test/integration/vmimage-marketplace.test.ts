@@ -80,6 +80,25 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     }, 30_000);
   });
 
+  it("heals its resource group deleted out of band, with the image in it", async () => {
+    await apply("oob-group", { ...base, resourceGroup: "rg-vmimage-oob", source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } }, destination: { managedImage: {} } });
+    await eventually("Ready", async () => ready(await get("oob-group"))?.status === "True", 30_000);
+    const name = (await get("oob-group")).status?.imageId?.split("/").pop() ?? "";
+    // Deleting the group deletes what is in it. The operator saw the group a moment ago, so the next
+    // pass trusts it, meets ResourceGroupNotFound on its first write, and looks again at once (not a
+    // minute later, when what it saw would be stale anyway: hence the 30 s bound).
+    await env.azure.resources.resourceGroups.beginDeleteAndWait("rg-vmimage-oob", { updateIntervalInMs: 20 });
+    await env.kube.patch(env.path("oob-group"), { metadata: { annotations: { "azureimages.dev/observe": "now" } } }, MERGE_PATCH);
+    await eventually("group and image recreated", async () => {
+      try {
+        return (await env.azure.compute.images.get("rg-vmimage-oob", name)).provisioningState === "Succeeded";
+      } catch {
+        return false;
+      }
+    }, 30_000);
+    await eventually("Ready again", async () => ready(await get("oob-group"))?.status === "True", 30_000);
+  });
+
   it("stalls a plan image until its terms are accepted, then accepts them when told to", async () => {
     const cis = { publisher: "center-for-internet-security-inc", offer: "cis-ubuntu-linux-2204-l1", sku: "cis-ubuntu2204-l1-gen2" };
     await apply("cis", { ...base, source: { marketplace: cis }, destination: { managedImage: {} } });

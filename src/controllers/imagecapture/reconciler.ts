@@ -13,7 +13,7 @@ import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject, nextPass, reportStalled } from "../shared/accept.ts";
 import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
-import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
+import { ensureGalleryVersion, ensureResourceGroup, forgetResourceGroups, submit, type GalleryDeps, type ImageTarget, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage, type ManagedImageSource } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { currentStep, finishStep, initialSteps, OUTPUT_STEPS, planOf, startStep, type CapturePlan } from "./steps.ts";
@@ -168,7 +168,10 @@ export class ImageCaptureReconciler {
 
   private stepFailed(obj: ImageCapture, status: ImageCaptureStatus, step: CaptureStep, err: unknown): Outcome {
     const problem = err instanceof CaptureProblem ? { kind: "Terminal" as const, code: err.reason, message: err.message, retryAfterMs: undefined } : classify(err);
-    if (!(err instanceof CaptureProblem)) status.lastError = { code: problem.code, message: problem.message };
+    if (!(err instanceof CaptureProblem)) {
+      status.lastError = { code: problem.code, message: problem.message };
+      forgetResourceGroups({ azure: this.azure }, problem);
+    }
     if (problem.kind !== "Terminal") {
       step.message = `${problem.code}: ${problem.message}`;
       return { health: { state: "reconciling", reason: problem.code, message: `${step.name}: ${problem.message}` }, requeueAfterMs: Math.max(problem.retryAfterMs ?? 0, 10_000) };

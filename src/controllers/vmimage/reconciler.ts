@@ -14,7 +14,7 @@ import type { KubeClient, ResourceRef } from "../../runtime/kube-client.ts";
 import { removeFinalizer, updateStatus } from "../../runtime/objects.ts";
 import { acceptObject, nextPass, reportStalled } from "../shared/accept.ts";
 import { currentAzure, withCredentials, type NamespaceCredentials } from "../shared/credentials.ts";
-import { ensureGalleryVersion, ensureResourceGroup, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
+import { ensureGalleryVersion, ensureResourceGroup, forgetResourceGroups, submit, type GalleryDeps, type Outcome } from "../shared/gallery.ts";
 import { ensureManagedImage } from "../shared/managed-image.ts";
 import { azureName, OWNER_TAG } from "../shared/names.ts";
 import { resolveGalleryImage, type ResolvedGalleryImage } from "./gallery-source.ts";
@@ -108,6 +108,7 @@ export class VmImageReconciler {
         outcome = { health: { state: "stalled", reason: err.reason, message: err.message } };
       } else {
         const azureErr = classify(err);
+        forgetResourceGroups({ azure: this.azure }, azureErr);
         status.lastError = { code: azureErr.code, message: azureErr.message };
         outcome = azureErr.kind === "Terminal"
           ? { health: { state: "stalled", reason: azureErr.code, message: azureErr.message } }
