@@ -116,16 +116,33 @@ class Reader {
     };
   }
 
+  /** Fetches the next piece of the source into `pending`; false at the end of the source. */
+  private async more(): Promise<boolean> {
+    if (this.ended) return false;
+    const r = await this.it.next();
+    if (r.done) {
+      this.ended = true;
+      return false;
+    }
+    if (r.value.length > 0) {
+      this.pending.push(r.value);
+      this.pendingBytes += r.value.length;
+    }
+    return true;
+  }
+
+  /** Drops `n` bytes from the front of the first pending piece (at most its length). */
+  private consume(n: number): void {
+    const head = this.pending[0] as Buffer;
+    this.pendingBytes -= n;
+    this.position += n;
+    if (n === head.length) this.pending.shift();
+    else this.pending[0] = head.subarray(n);
+  }
+
   /** Up to `n` bytes; fewer only at the end of the source. */
   async read(n: number): Promise<Buffer> {
-    while (this.pendingBytes < n && !this.ended) {
-      const r = await this.it.next();
-      if (r.done) this.ended = true;
-      else if (r.value.length > 0) {
-        this.pending.push(r.value);
-        this.pendingBytes += r.value.length;
-      }
-    }
+    while (this.pendingBytes < n && (await this.more()));
     const all = this.pending.length === 1 ? (this.pending[0] ?? Buffer.alloc(0)) : Buffer.concat(this.pending);
     const out = all.subarray(0, n);
     const rest = all.subarray(n);
@@ -140,24 +157,15 @@ class Reader {
     let filled = 0;
     while (filled < n) {
       if (this.pending.length === 0) {
-        if (this.ended) break;
-        const r = await this.it.next();
-        if (r.done) this.ended = true;
-        else if (r.value.length > 0) {
-          this.pending.push(r.value);
-          this.pendingBytes += r.value.length;
-        }
+        if (!(await this.more())) break;
         continue;
       }
       const head = this.pending[0] as Buffer;
       const take = Math.min(head.length, n - filled);
       head.copy(target, filled, 0, take);
       filled += take;
-      this.pendingBytes -= take;
-      if (take === head.length) this.pending.shift();
-      else this.pending[0] = head.subarray(take);
+      this.consume(take);
     }
-    this.position += filled;
     return filled;
   }
 
@@ -171,18 +179,10 @@ class Reader {
     if (offset < this.position) throw new VhdFormatError("UnsupportedVhd", `${what} lies before data already read; blocks out of order cannot be streamed`);
     while (this.position < offset) {
       if (this.pending.length === 0) {
-        const r = await this.it.next();
-        if (r.done) throw new VhdFormatError("TruncatedSource", `the source ended early while reading ${what} (at byte ${this.position})`);
-        this.pending.push(r.value);
-        this.pendingBytes += r.value.length;
+        if (!(await this.more())) throw new VhdFormatError("TruncatedSource", `the source ended early while reading ${what} (at byte ${this.position})`);
         continue;
       }
-      const head = this.pending[0] as Buffer;
-      const drop = Math.min(head.length, offset - this.position);
-      this.position += drop;
-      this.pendingBytes -= drop;
-      if (drop === head.length) this.pending.shift();
-      else this.pending[0] = head.subarray(drop);
+      this.consume(Math.min((this.pending[0] as Buffer).length, offset - this.position));
     }
   }
 

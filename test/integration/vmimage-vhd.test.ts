@@ -180,6 +180,37 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     assert.equal((await get("vhd-badsum")).status?.imageId, undefined, "nothing registered");
   });
 
+  it("stalls with InvalidVhdFooter on a corrupt footer, before any disk exists", async () => {
+    const bytes = await readFile(join(dir, "fixed.vhd"));
+    // A byte of the footer its checksum covers (the creator's host OS field).
+    bytes[bytes.length - 512 + 36] = (bytes[bytes.length - 512 + 36] ?? 0) ^ 0xff;
+    await writeFile(join(dir, "corrupt.vhd"), bytes);
+    await apply("vhd-corrupt", { url: `${files.url}/corrupt.vhd` });
+    await eventually("Stalled", async () => ready(await get("vhd-corrupt"))?.reason === "InvalidVhdFooter", 30_000);
+    assert.match(ready(await get("vhd-corrupt"))?.message ?? "", /checksum does not match/);
+    assert.ok(!(await disksLeft()).some((d) => d.includes("vhd-corrupt")), "no disk was created");
+  });
+
+  it("retries a download that breaks off on a fresh disk, then registers the image", async () => {
+    await writeFile(join(dir, "flaky.vhd"), await readFile(join(dir, "fixed.vhd")));
+    files.breakOff("/flaky.vhd", 5 * MiB, 1);
+    await apply("vhd-flaky", { url: `${files.url}/flaky.vhd` });
+    const reasons = new Set<string>();
+    await eventually("Ready", async () => {
+      const r = ready(await get("vhd-flaky"));
+      if (r?.reason) reasons.add(r.reason);
+      return r?.status === "True";
+    }, 90_000);
+    assert.ok(reasons.has("SourceInterrupted"), `said why it was retrying: ${[...reasons].join(", ")}`);
+    const obj = await get("vhd-flaky");
+    assert.equal(obj.status?.transfer?.percent, 100);
+    const image = await env.azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
+    assert.equal(image.provisioningState, "Succeeded");
+    await eventually("source disk removed", async () => !(await disksLeft()).some((d) => d.includes("vhd-flaky")));
+    const events = await env.kube.get<{ items: Array<{ involvedObject: { name: string }; reason: string; type: string }> }>("/api/v1/namespaces/default/events");
+    assert.ok(events.items.some((e) => e.involvedObject.name === "vhd-flaky" && e.reason === "SourceInterrupted" && e.type === "Warning"), "a Warning Event named the cause");
+  });
+
   it("stalls with SourceNotFound when the URL answers 404", async () => {
     await apply("vhd-missing", { url: `${files.url}/no-such.vhd` });
     await eventually("Stalled", async () => ready(await get("vhd-missing"))?.reason === "SourceNotFound", 30_000);

@@ -24,11 +24,23 @@ function paced(bytesPerSecond: number): Transform {
 export class FileServer {
   readonly requests = new Map<string, number>();
   readonly ranges: string[] = [];
+  /** Per path: how many more downloads break off, and after how many bytes. */
+  private readonly breaks = new Map<string, { afterBytes: number; times: number }>();
   private readonly server: Server;
   url = "";
 
   private constructor(dir: string, ranges: boolean, bytesPerSecond: number | undefined) {
-    const send = (file: string, res: ServerResponse, opts: { start?: number; end?: number } = {}) => {
+    const send = (file: string, res: ServerResponse, opts: { start?: number; end?: number } = {}, path = "") => {
+      const rule = this.breaks.get(path);
+      if (rule && rule.times > 0 && (opts.end ?? Infinity) - (opts.start ?? 0) + 1 > rule.afterBytes) {
+        // The headers promised the whole body; part of it is sent, then the connection drops.
+        rule.times--;
+        const start = opts.start ?? 0;
+        const part = createReadStream(file, { start, end: start + rule.afterBytes - 1 });
+        part.on("end", () => setTimeout(() => res.destroy(), 20));
+        part.pipe(res, { end: false });
+        return;
+      }
       const body = createReadStream(file, { ...opts, highWaterMark: 256 * 1024 });
       if (bytesPerSecond) body.pipe(paced(bytesPerSecond)).pipe(res);
       else body.pipe(res);
@@ -43,7 +55,7 @@ export class FileServer {
           const range = ranges ? /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "") : null;
           if (!range) {
             res.writeHead(200, { "content-length": st.size, ...(ranges ? { "accept-ranges": "bytes" } : {}) });
-            send(file, res);
+            send(file, res, { end: st.size - 1 }, path);
             return;
           }
           let start = range[1] ? Number(range[1]) : st.size - Number(range[2]);
@@ -51,13 +63,18 @@ export class FileServer {
           start = Math.max(0, start);
           end = Math.min(end, st.size - 1);
           res.writeHead(206, { "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${st.size}`, "accept-ranges": "bytes" });
-          send(file, res, { start, end });
+          send(file, res, { start, end }, path);
         },
         () => {
           res.writeHead(404).end("not found");
         },
       );
     });
+  }
+
+  /** The next `times` downloads of `path` longer than `afterBytes` send that many bytes and break off. */
+  breakOff(path: string, afterBytes: number, times: number): void {
+    this.breaks.set(path, { afterBytes, times });
   }
 
   static async start(dir: string, ranges = true, bytesPerSecond?: number): Promise<FileServer> {

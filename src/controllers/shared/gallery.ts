@@ -11,6 +11,8 @@ import { compareVersions, normalizeRegion } from "./versions.ts";
 export interface Outcome {
   health: Health;
   requeueAfterMs?: number;
+  /** A failure being dealt with (its clean-up under way): shown in status.lastError, its Event a Warning. */
+  lastError?: { code: string; message: string };
 }
 
 /** Where a new version's bytes come from (imageId: a managed image or another gallery version). */

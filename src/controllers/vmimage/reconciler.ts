@@ -74,7 +74,7 @@ export class VmImageReconciler {
       obj,
       "Delete",
       async (problem) => {
-        await this.recordTransition(obj, { state: "stalled", reason: problem.reason, message: problem.message });
+        await this.recordTransition(obj, { state: "stalled", reason: problem.reason, message: problem.message }, true);
         return reportStalled(this.d.kube, this.d.ref, obj, problem.reason, problem.message, Math.min(this.d.driftCheckMs, 60_000));
       },
       () => this.reconcileObject(obj, ctx),
@@ -102,7 +102,8 @@ export class VmImageReconciler {
       status.source = describeSource(obj.spec);
       status.destination = describeDestination(obj.spec);
       outcome = await this.apply(obj, status, ctx.log);
-      delete status.lastError;
+      if (outcome.lastError) status.lastError = outcome.lastError;
+      else delete status.lastError;
     } catch (err) {
       if (err instanceof SourceProblem) {
         outcome = { health: { state: "stalled", reason: err.reason, message: err.message } };
@@ -118,7 +119,7 @@ export class VmImageReconciler {
     const generation = obj.metadata.generation;
     status.observedGeneration = generation;
     status.conditions = setHealth(status.conditions, outcome.health, generation);
-    await this.recordTransition(obj, outcome.health);
+    await this.recordTransition(obj, outcome.health, status.lastError !== undefined);
     await updateStatus(this.d.kube, this.d.ref, obj, status);
     let requeueAfterMs = outcome.requeueAfterMs;
     if (requeueAfterMs !== undefined && obj.spec.latestCheckInterval && outcome.health.state === "ready") {
@@ -405,7 +406,11 @@ export class VmImageReconciler {
         // Nothing half-imported stays behind.
         if (disk.diskState === "ActiveUpload") await submit(compute.disks.revokeAccess(rg, diskName));
         else if (disk.provisioningState?.toLowerCase() !== "deleting") await submit(compute.disks.delete(rg, diskName));
-        return { health: { state: "reconciling", reason: failure.reason, message: `Removing the partial upload: ${failure.message}` }, ...poll };
+        return {
+          health: { state: "reconciling", reason: failure.reason, message: `Removing the partial upload: ${failure.message}` },
+          lastError: { code: failure.reason, message: failure.message },
+          ...poll,
+        };
       }
       if (!failure.retryable) throw new SourceProblem(failure.reason, failure.message);
       this.d.uploads.forget(uid);
@@ -658,11 +663,12 @@ export class VmImageReconciler {
     return undefined;
   }
 
-  private async recordTransition(obj: VmImage, health: Health): Promise<void> {
+  /** An Event when Ready or its reason changes: a Warning when stalled or when the pass met a failure. */
+  private async recordTransition(obj: VmImage, health: Health, failing: boolean): Promise<void> {
     const before = findCondition(obj.status?.conditions, READY);
     const ready = health.state === "ready" ? "True" : "False";
     if (before?.status === ready && before.reason === health.reason) return;
-    const type = health.state === "stalled" || (health.state === "reconciling" && obj.status?.lastError) ? "Warning" : "Normal";
+    const type = health.state === "stalled" || failing ? "Warning" : "Normal";
     await this.event(obj, type, health.reason, health.message);
   }
 
