@@ -87,33 +87,39 @@ export async function uploadChunks(
     return p;
   };
 
-  for await (const chunk of chunks) {
-    if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) {
-      chunk.release?.();
-      throw new Error(`unaligned chunk at ${chunk.offset}`);
-    }
-    const writes: Array<Promise<void>> = [];
-    for (let i = 0; i < chunk.data.length; i += maxWrite) {
-      const piece = chunk.data.subarray(i, i + maxWrite);
-      scheduledEnd = chunk.offset + i + piece.length;
-      if (isZero(piece)) {
-        progress.bytesSkippedZero += piece.length;
-        progress.bytesDone += piece.length;
-        confirm();
-        continue;
+  try {
+    for await (const chunk of chunks) {
+      if (chunk.offset % SECTOR !== 0 || chunk.data.length % SECTOR !== 0) {
+        chunk.release?.();
+        throw new Error(`unaligned chunk at ${chunk.offset}`);
       }
-      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      const writes: Array<Promise<void>> = [];
+      for (let i = 0; i < chunk.data.length; i += maxWrite) {
+        const piece = chunk.data.subarray(i, i + maxWrite);
+        scheduledEnd = chunk.offset + i + piece.length;
+        if (isZero(piece)) {
+          progress.bytesSkippedZero += piece.length;
+          progress.bytesDone += piece.length;
+          confirm();
+          continue;
+        }
+        while (inFlight.size >= concurrency) await Promise.race(inFlight);
+        if (failure) break;
+        writes.push(write(chunk.offset + i, piece));
+      }
+      // A pooled buffer goes back once every write from it has ended (writes never reject: a failure is
+      // kept in `failure`).
+      const release = chunk.release;
+      if (release) {
+        if (writes.length === 0) release();
+        else void Promise.all(writes).then(release);
+      }
       if (failure) break;
-      writes.push(write(chunk.offset + i, piece));
     }
-    // A pooled buffer goes back once every write from it has ended (writes never reject: a failure is
-    // kept in `failure`).
-    const release = chunk.release;
-    if (release) {
-      if (writes.length === 0) release();
-      else void Promise.all(writes).then(release);
-    }
-    if (failure) break;
+  } catch (err) {
+    // The source failed: the writes already sent end first, so nothing writes after this returns.
+    await Promise.all(inFlight);
+    throw err;
   }
   await Promise.all(inFlight);
   if (failure) throw failure instanceof Error ? failure : new Error("a page write failed", { cause: failure });

@@ -87,7 +87,7 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     // Deleting the group deletes what is in it. The operator saw the group a moment ago, so the next
     // pass trusts it, meets ResourceGroupNotFound on its first write, and looks again at once (not a
     // minute later, when what it saw would be stale anyway: hence the 30 s bound).
-    await env.azure.resources.resourceGroups.beginDeleteAndWait("rg-vmimage-oob", { updateIntervalInMs: 20 });
+    await env.azure.resources.resourceGroups.delete("rg-vmimage-oob", { updateIntervalInMs: 20 });
     await env.kube.patch(env.path("oob-group"), { metadata: { annotations: { "azureimages.dev/observe": "now" } } }, MERGE_PATCH);
     await eventually("group and image recreated", async () => {
       try {

@@ -191,24 +191,46 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     assert.ok(!(await disksLeft()).some((d) => d.includes("vhd-corrupt")), "no disk was created");
   });
 
-  it("retries a download that breaks off on a fresh disk, then registers the image", async () => {
+  it("continues a download that breaks off with a Range request, into the same page blob, byte for byte", async () => {
     await writeFile(join(dir, "flaky.vhd"), await readFile(join(dir, "fixed.vhd")));
-    files.breakOff("/flaky.vhd", 5 * MiB, 1);
-    await apply("vhd-flaky", { url: `${files.url}/flaky.vhd` });
+    files.breakOff("/flaky.vhd", 5 * MiB + 1000, 1);
+    await apply("vhd-flaky", { url: `${files.url}/flaky.vhd`, uploadContainerUrl: `${env.emu.blobs?.endpoint ?? ""}/flaky` });
+    await eventually("Ready", async () => ready(await get("vhd-flaky"))?.status === "True", 60_000);
+    const obj = await get("vhd-flaky");
+    const continued = files.ranges.filter((r) => r.startsWith("/flaky.vhd bytes=") && r.endsWith("-")).map((r) => Number(/=(\d+)-$/.exec(r)?.[1]));
+    assert.equal(continued.length, 1, `one continuation: ${files.ranges.join(", ")}`);
+    const at = continued[0] ?? 0;
+    assert.ok(at > 0 && at <= 5 * MiB && at % 512 === 0, `continued at byte ${at}, at most where the connection broke`);
+    const events = await env.kube.get<{ items: Array<{ involvedObject: { name: string }; reason: string; type: string; message: string }> }>("/api/v1/namespaces/default/events");
+    const resumed = events.items.find((e) => e.involvedObject.name === "vhd-flaky" && e.reason === "DownloadResumed");
+    assert.equal(resumed?.type, "Warning");
+    assert.match(resumed?.message ?? "", new RegExp(`continues at byte ${at} `));
+    const blob = env.emu.blobs?.service.getContainerClient("flaky").getPageBlobClient(`default-vhd-flaky-${(obj.metadata?.uid ?? "").slice(0, 8)}.vhd`);
+    assert.ok(blob);
+    const [written, source] = [await blob.downloadToBuffer(), await readFile(join(dir, "flaky.vhd"))];
+    assert.ok(written.subarray(0, -512).equals(source.subarray(0, -512)), "same disk contents");
+  });
+
+  it("starts a download that breaks off over on a fresh disk when a checksum must see every byte", async () => {
+    const source = await readFile(join(dir, "fixed.vhd"));
+    await writeFile(join(dir, "flaky-sum.vhd"), source);
+    files.breakOff("/flaky-sum.vhd", 5 * MiB, 1);
+    await apply("vhd-flaky-sum", { url: `${files.url}/flaky-sum.vhd`, checksum: `sha256:${createHash("sha256").update(source).digest("hex")}` });
     const reasons = new Set<string>();
     await eventually("Ready", async () => {
-      const r = ready(await get("vhd-flaky"));
+      const r = ready(await get("vhd-flaky-sum"));
       if (r?.reason) reasons.add(r.reason);
       return r?.status === "True";
     }, 90_000);
     assert.ok(reasons.has("SourceInterrupted"), `said why it was retrying: ${[...reasons].join(", ")}`);
-    const obj = await get("vhd-flaky");
+    assert.ok(!files.ranges.some((r) => r.startsWith("/flaky-sum.vhd bytes=") && r.endsWith("-")), "never asked for the rest only");
+    const obj = await get("vhd-flaky-sum");
     assert.equal(obj.status?.transfer?.percent, 100);
     const image = await env.azure.compute.images.get("rg-vhd", obj.status?.imageId?.split("/").pop() ?? "");
     assert.equal(image.provisioningState, "Succeeded");
-    await eventually("source disk removed", async () => !(await disksLeft()).some((d) => d.includes("vhd-flaky")));
+    await eventually("source disk removed", async () => !(await disksLeft()).some((d) => d.includes("vhd-flaky-sum")));
     const events = await env.kube.get<{ items: Array<{ involvedObject: { name: string }; reason: string; type: string }> }>("/api/v1/namespaces/default/events");
-    assert.ok(events.items.some((e) => e.involvedObject.name === "vhd-flaky" && e.reason === "SourceInterrupted" && e.type === "Warning"), "a Warning Event named the cause");
+    assert.ok(events.items.some((e) => e.involvedObject.name === "vhd-flaky-sum" && e.reason === "SourceInterrupted" && e.type === "Warning"), "a Warning Event named the cause");
   });
 
   it("stalls with SourceNotFound when the URL answers 404", async () => {

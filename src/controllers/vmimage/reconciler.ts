@@ -439,7 +439,7 @@ export class VmImageReconciler {
       const probed = await this.probe(url, slot.format);
       task = this.d.uploads.start(
         uid,
-        { azure: this.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: slot.checksum, concurrency: 8, compression: probed.compression },
+        { azure: this.azure, destination: { kind: "disk", resourceGroup: rg, diskName }, url, layout: probed.layout, checksum: slot.checksum, concurrency: 8, compression: probed.compression, rangeSupported: probed.rangeSupported },
         obj.metadata?.generation,
         () => {
           this.d.requeue(objectKeyOf(obj));
@@ -449,6 +449,7 @@ export class VmImageReconciler {
       await this.event(obj, "Normal", "Uploading", `Streaming ${displayUrl(url)} (${compressed}${probed.layout.format}, ${probed.layout.vhdSize} bytes) into disk '${diskName}'.`);
     }
     if (task) {
+      await this.reportResumes(obj, task);
       const t = transferStatus(task);
       report(t);
       if (task.state === "running" || disk.diskState === "ActiveUpload" || disk.diskState === "ReadyToUpload") {
@@ -464,6 +465,14 @@ export class VmImageReconciler {
     if (task) report(transferStatus(task));
     this.d.uploads.forget(uid);
     return { diskId: disk.id ?? "" };
+  }
+
+  /** An Event for each time the task's download broke off and continued with a Range request. */
+  private async reportResumes(obj: VmImage, task: UploadTask): Promise<void> {
+    while (task.resumesReported < task.resumes.length) {
+      const r = task.resumes[task.resumesReported++];
+      if (r) await this.event(obj, "Warning", "DownloadResumed", `The download broke off (${r.message}); it continues at byte ${r.offset} with a Range request.`);
+    }
   }
 
   /** The background upload of a disk (the OS disk, or the data disk at `lun`) is kept under this key. */
@@ -514,6 +523,7 @@ export class VmImageReconciler {
       }
       throw new AzureError("Retryable", failure.reason, failure.message);
     }
+    if (task) await this.reportResumes(obj, task);
     if (task?.state === "running") {
       const t = transferStatus(task);
       report(t);
@@ -562,6 +572,7 @@ export class VmImageReconciler {
         checksum: slot.checksum,
         concurrency: 8,
         compression: probed.compression,
+        rangeSupported: probed.rangeSupported,
       },
       obj.metadata?.generation,
       () => {

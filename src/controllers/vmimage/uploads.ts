@@ -4,6 +4,7 @@ import { classify } from "../../azure/errors.ts";
 import { toFixedVhd, type Layout } from "../../vhd/convert.ts";
 import { VhdFormatError } from "../../vhd/footer.ts";
 import { openSource, SourceError, type Compression } from "../../vhd/source.ts";
+import { sleep } from "../../runtime/backoff.ts";
 import { transferPool, uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
 
 /** An import running in the background, outside any reconcile. */
@@ -14,6 +15,10 @@ export interface UploadTask {
   state: "running" | "succeeded" | "failed";
   /** Set when failed: a condition reason and a message without secrets, and whether to try again. */
   failure?: { reason: string; message: string; retryable: boolean };
+  /** Downloads that broke off and were resumed by a Range request, each with where and why. */
+  resumes: Array<{ offset: number; message: string }>;
+  /** How many of `resumes` have been told in Events. */
+  resumesReported: number;
   abort: AbortController;
 }
 
@@ -24,9 +29,14 @@ export interface ImportJob {
   checksum: string | undefined;
   concurrency: number;
   compression: Compression;
+  /** The source answers Range requests (from the probe): a broken-off download can continue. */
+  rangeSupported: boolean;
   /** Where the fixed VHD goes: an upload disk (write SAS), or a page blob in the user's storage account. */
   destination: { kind: "disk"; resourceGroup: string; diskName: string } | { kind: "blob"; blobUrl: string; ownerUid: string; startOffset: number };
 }
+
+/** Downloads of one source per import: the first and up to four continuations after it broke off. */
+const SOURCE_ATTEMPTS = 5;
 
 /** Blob metadata of a page-blob upload: who owns it, how far it is confirmed, whether it is complete. */
 export const BlobMeta = { owner: "azureimagesowner", confirmed: "azureimagesconfirmed", complete: "azureimagescomplete" } as const;
@@ -54,23 +64,39 @@ export async function importSource(job: ImportJob, task: UploadTask): Promise<vo
     if (startOffset === 0) await target.create(job.layout.vhdSize, { metadata: meta(0) });
     saveProgress = (confirmed) => target.setMetadata(meta(confirmed));
   }
-  const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression, start: startOffset });
+  // A download that breaks off continues where the target is complete, over a Range request, as long
+  // as the source can be read from the middle (not compressed, not a dynamic VHD) and no checksum needs
+  // every byte in one pass; otherwise the task fails and the reconciler starts over.
+  const resumable = job.rangeSupported && job.compression === "none" && job.layout.format !== "dynamic" && job.checksum === undefined;
   let saved = Date.now();
-  await uploadChunks(target, toFixedVhd(stream, job.layout, { startOffset, pool: transferPool(job.concurrency) }), job.layout.vhdSize, {
-    concurrency: job.concurrency,
-    signal: task.abort.signal,
-    startOffset,
-    onProgress: (p) => {
-      task.progress = { ...p };
-      if (Date.now() - saved > 2_000) {
-        saved = Date.now();
-        saveProgress(p.confirmedOffset).catch(() => undefined);
+  let start = startOffset;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression, start });
+      await uploadChunks(target, toFixedVhd(stream, job.layout, { startOffset: start, pool: transferPool(job.concurrency) }), job.layout.vhdSize, {
+        concurrency: job.concurrency,
+        signal: task.abort.signal,
+        startOffset: start,
+        onProgress: (p) => {
+          task.progress = { ...p };
+          if (Date.now() - saved > 2_000) {
+            saved = Date.now();
+            saveProgress(p.confirmedOffset).catch(() => undefined);
+          }
+        },
+      });
+      if (job.checksum && hash) {
+        const digest = `sha256:${hash.digest("hex")}`;
+        if (job.checksum.toLowerCase() !== digest) throw new SourceError("ChecksumMismatch", `the source's checksum is ${digest}, not ${job.checksum}`);
       }
-    },
-  });
-  if (job.checksum && hash) {
-    const digest = `sha256:${hash.digest("hex")}`;
-    if (job.checksum.toLowerCase() !== digest) throw new SourceError("ChecksumMismatch", `the source's checksum is ${digest}, not ${job.checksum}`);
+      break;
+    } catch (err) {
+      const again = resumable && err instanceof SourceError && err.retryable && attempt < SOURCE_ATTEMPTS && !task.abort.signal.aborted;
+      if (!again) throw err;
+      start = Math.max(start, task.progress.confirmedOffset);
+      task.resumes.push({ offset: start, message: err.message });
+      await sleep(1000 * 2 ** (attempt - 1), task.abort.signal);
+    }
   }
   if (dest.kind === "disk") await job.azure.compute.disks.revokeAccess(dest.resourceGroup, dest.diskName);
   else await target.setMetadata({ [BlobMeta.owner]: dest.ownerUid, [BlobMeta.confirmed]: String(job.layout.vhdSize), [BlobMeta.complete]: "true" });
@@ -91,6 +117,8 @@ export class UploadTasks {
       startedAt: new Date(),
       progress: { bytesTotal: job.layout.vhdSize, bytesDone: 0, bytesSkippedZero: 0, bytesWritten: 0, confirmedOffset: 0 },
       state: "running",
+      resumes: [],
+      resumesReported: 0,
       abort: new AbortController(),
     };
     this.tasks.set(uid, task);
