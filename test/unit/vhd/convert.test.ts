@@ -140,6 +140,26 @@ describe("VHD conversion of images made by qemu-img", () => {
 });
 
 describe("page uploads", () => {
+  it("lets the writes in flight end before it reports a failed source, so nothing writes after it returns", async () => {
+    let started = 0;
+    let ended = 0;
+    const target: PageTarget = {
+      async uploadPages() {
+        started++;
+        await new Promise((r) => setTimeout(r, 30));
+        ended++;
+      },
+    };
+    async function* chunks(): AsyncGenerator<Chunk> {
+      yield { offset: 0, data: Buffer.alloc(MiB, 1) };
+      yield { offset: MiB, data: Buffer.alloc(MiB, 2) };
+      throw new Error("the download broke off");
+    }
+    await assert.rejects(uploadChunks(target, chunks(), 4 * MiB, { concurrency: 4 }), /broke off/);
+    assert.equal(started, 2);
+    assert.equal(ended, 2, "both writes had ended when the failure came out");
+  });
+
   it("gives a pooled buffer back only after its write ended, so reuse never changes data in flight", async () => {
     const image = Buffer.alloc(24 * MiB);
     for (let i = 0; i < 24; i++) if (i % 5 !== 2) image.fill(i + 1, i * MiB, (i + 1) * MiB);
