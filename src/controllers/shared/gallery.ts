@@ -245,7 +245,6 @@ async function chooseVersion(d: GalleryDeps, obj: ImageTarget, status: Destinati
   return `${major}.${minor}.${patch + 1}`;
 }
 
-/** Creates resource group `rg` in `location` when it does not exist (tagged with the owner), with an Event. */
 /**
  * Resource groups seen to exist in the last minute, per ARM client (subscription and credentials): a
  * burst of objects in one group reads it about once a minute, not once per object and pass. A group
@@ -268,6 +267,7 @@ export function forgetResourceGroups(d: { azure: { resources: object } }, err: {
   if (err.code === "ResourceGroupNotFound") seenGroups.delete(d.azure.resources);
 }
 
+/** Creates resource group `rg` in `location` when it does not exist (tagged with the owner), with an Event. */
 export async function ensureResourceGroup(d: GalleryDeps, rg: string, location: string, ownerUid: string): Promise<void> {
   const { resources } = d.azure;
   const seen = seenGroupsOf(d);

@@ -46,6 +46,9 @@ export async function resolveMarketplaceImage(
     }
     version = newest.name;
   }
+  const key = [location, src.publisher, src.offer, src.sku, version].join("|").toLowerCase();
+  const known = knownVersionsOf(azure).get(key);
+  if (known && Date.now() - known.at < KNOWN_VERSION_MS) return known.resolved;
   const image = await getOrUndefined(images.get(location, src.publisher, src.offer, src.sku, version));
   if (!image) {
     throw new SourceProblem("ImageNotFound", `Marketplace image ${src.publisher}:${src.offer}:${src.sku}:${version} is not offered in ${location}.`);
@@ -53,13 +56,40 @@ export async function resolveMarketplaceImage(
   const plan = image.plan?.publisher && image.plan.product && image.plan.name
     ? { publisher: image.plan.publisher, product: image.plan.product, name: image.plan.name }
     : undefined;
-  return {
+  const resolved = {
     version,
     id: image.id ?? "",
     osType: image.osDiskImage?.operatingSystem,
     hyperVGeneration: image.hyperVGeneration,
     plan,
   };
+  remember(knownVersionsOf(azure), key, resolved);
+  return resolved;
+}
+
+/**
+ * Exact Marketplace versions looked up in the last hour, per ARM client. A published version does not
+ * change (its OS type, generation and plan are fixed), so the passes that make an image from it, and
+ * every object using the same version, read it once; `latest` is still listed each time.
+ */
+const knownVersions = new WeakMap<object, Map<string, { at: number; resolved: ResolvedMarketplaceImage }>>();
+const KNOWN_VERSION_MS = 3_600_000;
+const KNOWN_VERSION_LIMIT = 1_000;
+
+function knownVersionsOf(azure: AzureClients): Map<string, { at: number; resolved: ResolvedMarketplaceImage }> {
+  let known = knownVersions.get(azure.compute);
+  if (!known) {
+    known = new Map();
+    knownVersions.set(azure.compute, known);
+  }
+  return known;
+}
+
+function remember(known: Map<string, { at: number; resolved: ResolvedMarketplaceImage }>, key: string, resolved: ResolvedMarketplaceImage): void {
+  known.delete(key);
+  known.set(key, { at: Date.now(), resolved });
+  // The oldest entry goes first (a Map iterates in insertion order).
+  if (known.size > KNOWN_VERSION_LIMIT) known.delete(known.keys().next().value ?? "");
 }
 
 /**
