@@ -150,7 +150,7 @@ describe("page uploads", () => {
         ended++;
       },
     };
-    async function* chunks(): AsyncGenerator<Chunk> {
+    function* chunks(): Generator<Chunk> {
       yield { offset: 0, data: Buffer.alloc(MiB, 1) };
       yield { offset: MiB, data: Buffer.alloc(MiB, 2) };
       throw new Error("the download broke off");
@@ -178,7 +178,13 @@ describe("page uploads", () => {
       for (let off = 0; off < image.length; off += MiB) {
         const buffer = await pool.take();
         image.copy(buffer, 0, off, off + MiB);
-        yield { offset: off, data: buffer, release: () => pool.give(buffer) };
+        yield {
+          offset: off,
+          data: buffer,
+          release: () => {
+            pool.give(buffer);
+          },
+        };
       }
     }
     const p = await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
