@@ -128,7 +128,7 @@ export async function runOperatorUpload(image: string, kind: "dense" | "sparse",
   try {
     const service = new BlobServiceClient(azurite.endpoint, new StorageSharedKeyCredential(account.name, account.key));
     await service.getContainerClient("bench").create();
-    const child = spawn(process.execPath, [uploader, source.url, blobSas(azurite.endpoint, "bench", "image.vhd"), "8"], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [uploader, source.url, blobSas(azurite.endpoint, "bench", "image.vhd"), process.env.BENCH_CONCURRENCY ?? "8"], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     const [code] = (await once(child, "exit")) as [number];
