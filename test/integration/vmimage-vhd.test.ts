@@ -96,6 +96,20 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     const version = await env.azure.compute.galleryImageVersions.get("rg-vhd", "vhds", "vm-image", "1.0.0");
     assert.match(version.storageProfile?.osDiskImage?.source?.uri ?? "", /\/vmimages\/default-vm-image-gallery-[0-9a-f]{8}\.vhd$/);
     assert.deepEqual(version.storageProfile?.dataDiskImages?.map((d) => [d.lun, /-lun\d\.vhd$/.test(d.source?.uri ?? "")]), [[0, true], [1, true]]);
+    // Three uploads ran at once through the operator's shared buffers: each blob holds its own source.
+    const blobData = async (uri: string | undefined) => {
+      const [, container = "", name = ""] = /\/([^/]+)\/([^/]+)$/.exec(new URL(uri ?? "").pathname) ?? [];
+      const data = await env.emu.blobs?.service.getContainerClient(container).getPageBlobClient(decodeURIComponent(name)).downloadToBuffer();
+      return data?.subarray(0, -512) ?? Buffer.alloc(0);
+    };
+    const padded = Buffer.concat([raw.subarray(0, 21 * MiB + 3000), Buffer.alloc(22 * MiB - (21 * MiB + 3000))]);
+    assert.ok((await blobData(version.storageProfile?.osDiskImage?.source?.uri)).equals(raw), "OS disk: the fixed VHD's disk");
+    const dataDisks0 = version.storageProfile?.dataDiskImages ?? [];
+    // qemu-img rounds a dynamic VHD's size to a CHS geometry (a little over 24 MiB), which grows to 25 MiB.
+    const lun0 = await blobData(dataDisks0.find((d) => d.lun === 0)?.source?.uri);
+    assert.equal(lun0.length, 25 * MiB);
+    assert.ok(lun0.equals(Buffer.concat([raw, Buffer.alloc(MiB)])), "lun 0: the dynamic VHD expanded");
+    assert.ok((await blobData(dataDisks0.find((d) => d.lun === 1)?.source?.uri)).equals(padded), "lun 1: the raw file padded to a whole MiB");
   });
 
   it("uploads into a page blob in a named container and, after an operator restart, resumes where it stopped", async (t) => {

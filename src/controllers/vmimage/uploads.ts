@@ -1,7 +1,7 @@
 import { AnonymousCredential, PageBlobClient } from "@azure/storage-blob";
 import type { AzureClients } from "../../azure/clients.ts";
 import { classify } from "../../azure/errors.ts";
-import { toFixedVhd, type Layout } from "../../vhd/convert.ts";
+import { BufferPool, toFixedVhd, type Layout } from "../../vhd/convert.ts";
 import { VhdFormatError } from "../../vhd/footer.ts";
 import { openSource, SourceError, type Compression } from "../../vhd/source.ts";
 import { sleep } from "../../runtime/backoff.ts";
@@ -47,7 +47,7 @@ export const BlobMeta = { owner: "azureimagesowner", confirmed: "azureimagesconf
  * page-blob upload records how far it is confirmed in the blob's metadata every few seconds, so an
  * operator restart can resume there. Runs as a background task; reconciles look at its progress.
  */
-export async function importSource(job: ImportJob, task: UploadTask): Promise<void> {
+export async function importSource(job: ImportJob, task: UploadTask, pool: BufferPool = transferPool(job.concurrency)): Promise<void> {
   const dest = job.destination;
   let target: PageBlobClient;
   let startOffset = 0;
@@ -73,7 +73,7 @@ export async function importSource(job: ImportJob, task: UploadTask): Promise<vo
   for (let attempt = 1; ; attempt++) {
     try {
       const { stream, hash } = await openSource(job.url, { signal: task.abort.signal, hashed: job.checksum !== undefined, compression: job.compression, start });
-      await uploadChunks(target, toFixedVhd(stream, job.layout, { startOffset: start, pool: transferPool(job.concurrency) }), job.layout.vhdSize, {
+      await uploadChunks(target, toFixedVhd(stream, job.layout, { startOffset: start, pool }), job.layout.vhdSize, {
         concurrency: job.concurrency,
         signal: task.abort.signal,
         startOffset: start,
@@ -102,9 +102,16 @@ export async function importSource(job: ImportJob, task: UploadTask): Promise<vo
   else await target.setMetadata({ [BlobMeta.owner]: dest.ownerUid, [BlobMeta.confirmed]: String(job.layout.vhdSize), [BlobMeta.complete]: "true" });
 }
 
+/**
+ * Transfer buffers of 4 MiB shared by every import of the operator: 64 MiB in all, however many images
+ * and disks upload at once (several uploads share the writes in flight instead of multiplying memory).
+ */
+const TRANSFER_BUFFERS = 16;
+
 /** Background imports by object uid. */
 export class UploadTasks {
   private readonly tasks = new Map<string, UploadTask>();
+  private readonly pool = new BufferPool(TRANSFER_BUFFERS, 4 * 1024 * 1024);
 
   get(uid: string): UploadTask | undefined {
     return this.tasks.get(uid);
@@ -122,7 +129,7 @@ export class UploadTasks {
       abort: new AbortController(),
     };
     this.tasks.set(uid, task);
-    importSource(job, task)
+    importSource(job, task, this.pool)
       .then(() => {
         task.state = "succeeded";
       })

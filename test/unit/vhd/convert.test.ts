@@ -140,6 +140,44 @@ describe("VHD conversion of images made by qemu-img", () => {
 });
 
 describe("page uploads", () => {
+  it("shares one pool between uploads running at once: each gets its bytes right, memory stays the pool's", async () => {
+    const pool = new BufferPool(3, MiB);
+    const images = [Buffer.alloc(12 * MiB), Buffer.alloc(12 * MiB)];
+    images.forEach((img, n) => {
+      for (let i = 0; i < 12; i++) img.fill(n * 16 + i + 1, i * MiB, (i + 1) * MiB);
+    });
+    let maxTaken = 0;
+    const upload = async (image: Buffer) => {
+      const written = Buffer.alloc(image.length);
+      const target: PageTarget = {
+        async uploadPages(data, offset) {
+          maxTaken = Math.max(maxTaken, pool.count - pool.available);
+          await new Promise((r) => setTimeout(r, 3));
+          data.copy(written, offset);
+        },
+      };
+      async function* chunks(): AsyncGenerator<Chunk> {
+        for (let off = 0; off < image.length; off += MiB) {
+          const buffer = await pool.take();
+          image.copy(buffer, 0, off, off + MiB);
+          yield {
+            offset: off,
+            data: buffer,
+            release: () => {
+              pool.give(buffer);
+            },
+          };
+        }
+      }
+      await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
+      return written;
+    };
+    const [a, b] = await Promise.all(images.map(upload));
+    assert.ok(a?.equals(images[0] ?? Buffer.alloc(0)) && b?.equals(images[1] ?? Buffer.alloc(0)), "each upload wrote its own image");
+    assert.ok(maxTaken <= 3);
+    assert.equal(pool.available, 3);
+  });
+
   it("lets the writes in flight end before it reports a failed source, so nothing writes after it returns", async () => {
     let started = 0;
     let ended = 0;
