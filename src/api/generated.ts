@@ -268,8 +268,8 @@ export interface VmImageSpec {
       format?: "auto" | "vhd" | "raw";
     };
   };
-  /** What must exist in Azure. At least one of managedImage or gallery. */
-  destination: {
+  /** What must exist in Azure. At least one of managedImage or gallery. May be left out for a Marketplace source, whose pinned version is then published in status.imageReference for VMs and scale sets to use. */
+  destination?: {
     /** A managed image (Microsoft.Compute/images). */
     managedImage?: {
       /** Image name; derived from the namespace, name and uid when empty. */

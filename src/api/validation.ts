@@ -21,7 +21,8 @@ export function vmImageSpecProblems(spec: VmImageSpec): string[] {
   if (src.vhd && count(src.vhd.url, src.vhd.blobUri) !== 1) problems.push("spec.source.vhd needs exactly one of url or blobUri");
   if ((src.vhd?.dataDisks ?? []).some((d) => count(d.url, d.blobUri) !== 1)) problems.push("each of spec.source.vhd.dataDisks needs exactly one of url or blobUri");
   if (src.vhd?.copy === true && (src.vhd.blobUri === undefined || src.vhd.storageAccountId === undefined)) problems.push("spec.source.vhd.copy needs blobUri and storageAccountId");
-  problems.push(...destinationProblems(spec.destination));
+  if (spec.destination) problems.push(...destinationProblems(spec.destination));
+  else if (!src.marketplace) problems.push("spec.destination is required unless the source is a Marketplace image (then status.imageReference names the pinned version)");
   const secure = (spec.features ?? []).some((f) => f.name === "SecurityType" && (f.value.startsWith("TrustedLaunch") || f.value.startsWith("Confidential")));
   if (secure && spec.hyperVGeneration !== undefined && spec.hyperVGeneration !== "V2") problems.push("Trusted Launch and confidential VM images need hyperVGeneration V2");
   return problems;

@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
 import { isAlive } from "../../src/localstack/processes.ts";
+import * as tls from "node:tls";
 import { promisify } from "node:util";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import { FileServer } from "../support/file-server.ts";
@@ -110,8 +112,23 @@ describe("npm start: the whole local stack, used with kubectl", () => {
       await qemu(["create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", join(home, "tools.vhd"), "4M"]);
       await writeFile(join(home, "os.vhd.zst"), zstdCompressSync(await readFile(join(home, "os.vhd"))));
       await writeFile(join(home, "tools.vhd.gz"), gzipSync(await readFile(join(home, "tools.vhd"))));
-      const blobs = /blobs at (https:\/\/\S+\/devstoreaccount1)/.exec(output.join("\n"))?.[1];
-      assert.ok(blobs, "npm start prints where its blobs are");
+      const printed = /blobs at (https:\/\/\S+\/devstoreaccount1), CA (\S+)/.exec(output.join("\n"));
+      const blobs = printed?.[1];
+      const caFile = printed?.[2];
+      assert.ok(blobs && caFile, "npm start prints where its blobs are and its CA");
+      // The VHD the blob sample registers, put into Azurite as a build pipeline would (Azurite's
+      // well-known development key; the emulator's CA trusted by this process).
+      tls.setDefaultCACertificates([...tls.getCACertificates("default"), await readFile(caFile, "utf8")]);
+      const devKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+      const vhds = new ContainerClient(`${blobs}/vhds`, new StorageSharedKeyCredential("devstoreaccount1", devKey));
+      await vhds.createIfNotExists();
+      const appliance = await readFile(join(home, "appliance-2.4.vhd"));
+      const page = vhds.getPageBlobClient("appliance-2.4.vhd");
+      await page.create(appliance.length);
+      for (let off = 0; off < appliance.length; off += 4 * 1024 * 1024) {
+        const piece = appliance.subarray(off, off + 4 * 1024 * 1024);
+        await page.uploadPages(piece, off, piece.length);
+      }
       const files = await FileServer.start(home);
       try {
         const rewrite = async (name: string, replacements: Array<[string | RegExp, string]>) => {
@@ -126,9 +143,21 @@ describe("npm start: the whole local stack, used with kubectl", () => {
           ["https://imagestaging.blob.core.windows.net", blobs],
           [/storageAccounts\/imagestaging/g, "storageAccounts/devstoreaccount1"],
         ]);
-        const more = ["-f", join(samplesDir, "vmimage-gallery.yaml"), "-f", join(samplesDir, "vmimage-marketplace-plan.yaml"), "-f", vhdSample, "-f", dataDiskSample];
+        const blobSample = await rewrite("vmimage-blob.yaml", [
+          ["https://imagestaging.blob.core.windows.net", blobs],
+          [/storageAccounts\/imagestaging/g, "storageAccounts/devstoreaccount1"],
+        ]);
+        const more = [
+          ...["vmimage-gallery.yaml", "vmimage-marketplace-plan.yaml", "vmimage-marketplace-reference.yaml", "vmimage-community-gallery.yaml"].flatMap((f) => ["-f", join(samplesDir, f)]),
+          ...[vhdSample, dataDiskSample, blobSample].flatMap((f) => ["-f", f]),
+        ];
         await kubectl(kubeconfig, ["apply", ...more]);
-        await kubectl(kubeconfig, ["wait", "--for=condition=Ready", "vmimg/ubuntu-golden", "vmimg/cis-ubuntu-2204", "vmimg/appliance-2-4", "vmimg/build-agent-vm", "--timeout=150s"]);
+        const names = ["ubuntu-golden", "cis-ubuntu-2204", "ubuntu-2404-pinned", "debian-12-community", "appliance-2-4", "build-agent-vm", "appliance-from-blob"];
+        await kubectl(kubeconfig, ["wait", "--for=condition=Ready", ...names.map((n) => `vmimg/${n}`), "--timeout=150s"]);
+        const pinned = await kubectl(kubeconfig, ["get", "vmimg", "ubuntu-2404-pinned", "-o", "jsonpath={.status.imageReference.version} {.status.imageId}"]);
+        assert.match(pinned.stdout, /^24\.04\.\d+ $/, "a version to use, and no image made");
+        const fromBlob = await kubectl(kubeconfig, ["get", "vmimg", "appliance-from-blob", "-o", "jsonpath={.status.imageId}"]);
+        assert.match(fromBlob.stdout, /\/providers\/Microsoft\.Compute\/images\//);
         const vmImage = await kubectl(kubeconfig, ["get", "vmimg", "build-agent-vm", "-o", "jsonpath={.status.transfer.percent} {.status.galleryImageVersionId}"]);
         assert.match(vmImage.stdout, /^100 \/subscriptions\/.+\/galleries\/platform_images\/images\/build-agent-vm\/versions\/1\.0\.0$/);
         await kubectl(kubeconfig, ["delete", ...more, "--timeout=60s"]);

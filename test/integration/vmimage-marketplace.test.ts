@@ -48,6 +48,31 @@ describe("VmImage controller: Marketplace sources against the emulator", () => {
     assert.deepEqual(conditions, ["Ready"], "Reconciling and Stalled are gone once Ready");
   });
 
+  it("pins latest for reference only (no destination): status.imageReference names the exact version, nothing is written to Azure", async () => {
+    await fetch(`${env.emu.baseUrl}/admin/counters`, { method: "DELETE" });
+    await apply("ubuntu-ref", { ...base, source: { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } } });
+    await eventually("Ready", async () => ready(await get("ubuntu-ref"))?.status === "True", 30_000);
+    const o = await get("ubuntu-ref");
+    assert.deepEqual(o.status?.imageReference, { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "24.04.202411030" });
+    assert.equal(o.status?.resolvedVersion, "24.04.202411030");
+    assert.equal(o.status?.destination, "reference");
+    assert.equal(o.status?.imageId, undefined);
+    const table = await kubectl(env.cp.kubeconfigPath, ["get", "vmimg", "ubuntu-ref"]);
+    assert.match(table.stdout, /ubuntu-ref\s+True\s+Available\s+marketplace Canonical:ubuntu-24_04-lts:server\s+reference\s+24\.04\.202411030\s/);
+    const counters = (await (await fetch(`${env.emu.baseUrl}/admin/counters`)).json()) as Record<string, number>;
+    const arm = Object.keys(counters).filter((k) => !k.startsWith("admin/") && !k.startsWith("token "));
+    assert.ok(arm.length > 0 && arm.every((k) => k.includes("/read ")), `reads only: ${JSON.stringify(counters)}`);
+    await env.kube.delete(env.path("ubuntu-ref"));
+    await eventually("deleted", async () => {
+      try {
+        await get("ubuntu-ref");
+        return false;
+      } catch {
+        return true;
+      }
+    });
+  });
+
   it("observes a Ready image with reads only: no write to Azure when nothing changed", async () => {
     const counters = async () => (await (await fetch(`${env.emu.baseUrl}/admin/counters`)).json()) as Record<string, number>;
     await fetch(`${env.emu.baseUrl}/admin/counters`, { method: "DELETE" });

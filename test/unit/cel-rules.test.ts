@@ -74,12 +74,14 @@ const capture = (spec: Record<string, unknown>) => withDefaults(schemas.get("Ima
 const market = { marketplace: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server" } };
 const base = { location: "westeurope", resourceGroup: "images", osType: "Linux", source: market, destination: { managedImage: {} } };
 const vm = { virtualMachine: { resourceGroup: "build", name: "vm1" }, destination: { managedImage: {} } };
+const referenceOnly = { location: "westeurope", resourceGroup: "images", osType: "Linux", source: market };
 
 const M = {
   oneSource: "spec.source must name exactly one of marketplace, gallery or vhd",
   oneGallery: "spec.source.gallery needs exactly one of id, sharedGalleryImageId or communityGalleryImageId",
   oneVhd: "spec.source.vhd needs exactly one of url or blobUri",
   destination: "spec.destination needs a managedImage, a gallery, or both",
+  destinationRequired: "spec.destination is required unless the source is a Marketplace image (then status.imageReference names the pinned version)",
   sourceImmutable: "spec.source is immutable (except marketplace.acceptTerms); create a new VmImage for a different source",
   placeImmutable: "spec.location and spec.resourceGroup are immutable; create a new VmImage for another place",
   dataDisk: "each of spec.source.vhd.dataDisks needs exactly one of url or blobUri",
@@ -99,6 +101,8 @@ const vmImageCases: Array<{ name: string; spec: Record<string, unknown>; old?: R
   { name: "a VHD with neither url nor blobUri", spec: { ...base, source: { vhd: { format: "raw" } } }, refused: [M.oneVhd] },
   { name: "a gallery source named twice", spec: { ...base, source: { gallery: { id: "/subscriptions/s/x", communityGalleryImageId: "/CommunityGalleries/c/Images/i" } } }, refused: [M.oneGallery] },
   { name: "no destination", spec: { ...base, destination: {} }, refused: [M.destination] },
+  { name: "a Marketplace image pinned for reference only (no destination)", spec: referenceOnly, refused: [] },
+  { name: "a VHD without a destination", spec: { ...referenceOnly, source: { vhd: { url: "https://a/d.vhd" } } }, refused: [M.destinationRequired] },
   { name: "a blob copied first", spec: { ...base, source: { vhd: { blobUri: "https://a/c/d.vhd", storageAccountId: "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a", copy: true } } }, refused: [] },
   { name: "a VM image with two data disks", spec: { ...base, source: { vhd: { url: "https://a/os.vhd", dataDisks: [{ lun: 0, url: "https://a/d0.vhd" }, { lun: 1, blobUri: "https://b/c/d1.vhd" }] } } }, refused: [] },
   { name: "a data disk with url and blobUri", spec: { ...base, source: { vhd: { url: "https://a/os.vhd", dataDisks: [{ lun: 0, url: "https://a/d0.vhd", blobUri: "https://b/c/d1.vhd" }] } } }, refused: [M.dataDisk] },

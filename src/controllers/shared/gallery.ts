@@ -62,7 +62,7 @@ export async function submit(poller: { submitted(): Promise<void> }): Promise<vo
 
 /** The publishing profile the spec asks for, in Azure's terms. */
 function desiredProfile(obj: ImageTarget): { targetRegions: AzureTargetRegion[]; excludeFromLatest: boolean; endOfLifeDate?: Date } {
-  const g = obj.spec.destination.gallery;
+  const g = obj.spec.destination?.gallery;
   const regions = g?.targetRegions?.length ? g.targetRegions : [{ name: obj.spec.location }];
   return {
     targetRegions: regions.map((r) => ({
@@ -98,7 +98,7 @@ export async function ensureGalleryVersion(
   status: DestinationStatus,
   source: () => Promise<Outcome | VersionSource>,
 ): Promise<Outcome> {
-  const g = obj.spec.destination.gallery;
+  const g = obj.spec.destination?.gallery;
   if (!g) throw new Error("no gallery destination");
   const { compute } = d.azure;
   const spec = obj.spec;
@@ -224,7 +224,7 @@ function recordReplication(status: DestinationStatus, version: GalleryImageVersi
 
 /** The version to publish: explicit, pinned, one this object already made, or the next patch version. */
 async function chooseVersion(d: GalleryDeps, obj: ImageTarget, status: DestinationStatus): Promise<string> {
-  const g = obj.spec.destination.gallery;
+  const g = obj.spec.destination?.gallery;
   if (!g) throw new Error("no gallery destination");
   if (g.version && g.version !== "auto") return g.version;
   if (status.galleryImageVersion) return status.galleryImageVersion;

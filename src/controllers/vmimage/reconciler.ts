@@ -42,7 +42,7 @@ export interface VmImageReconcilerDeps {
 
 /** The managed image's name: the one the spec gives, or one derived from namespace, name and uid. */
 export function managedImageName(obj: VmImage): string {
-  return obj.spec.destination.managedImage?.name || azureName(obj.metadata);
+  return obj.spec.destination?.managedImage?.name || azureName(obj.metadata);
 }
 
 /**
@@ -161,7 +161,7 @@ export class VmImageReconciler {
     }
 
     // Resolve the source; a resolved `latest` stays pinned until the spec changes.
-    const hasDestination = Boolean(spec.destination.managedImage ?? spec.destination.gallery);
+    const hasDestination = Boolean(spec.destination?.managedImage ?? spec.destination?.gallery);
     const wantsLatest = (market.version ?? "latest").toLowerCase() === "latest";
     if (hasDestination && isSteady(obj) && status.resolvedVersion) {
       // Ready and pinned: the Marketplace is consulted again only if the outputs must be remade, or to
@@ -208,7 +208,7 @@ export class VmImageReconciler {
     /** A gallery version the destination version can be made from directly, without a disk. */
     sourceVersionId?: string,
   ): Promise<Outcome> {
-    const dest = obj.spec.destination;
+    const dest = obj.spec.destination ?? {};
     const vhdSource = obj.spec.source.vhd;
     // A Ready object is observed with reads of its outputs only; the rest is checked when something is missing.
     const steady = isSteady(obj);
@@ -632,7 +632,7 @@ export class VmImageReconciler {
       const { compute } = this.azure;
       const rg = obj.spec.resourceGroup;
       const name = managedImageName(obj);
-      const g = obj.spec.destination.gallery;
+      const g = obj.spec.destination?.gallery;
       const version = obj.status?.galleryImageVersion;
       try {
         for (const [kind, getIt, del] of [
@@ -753,6 +753,6 @@ export function describeSource(spec: VmImage["spec"]): string {
 
 /** The destinations in one line, for a printer column. */
 export function describeDestination(spec: VmImage["spec"]): string {
-  const g = spec.destination.gallery;
-  return [spec.destination.managedImage ? "image" : "", g ? `gallery ${g.galleryName}/${g.imageDefinition}` : ""].filter(Boolean).join("+");
+  const g = spec.destination?.gallery;
+  return [spec.destination?.managedImage ? "image" : "", g ? `gallery ${g.galleryName}/${g.imageDefinition}` : "", spec.destination ? "" : "reference"].filter(Boolean).join("+");
 }
