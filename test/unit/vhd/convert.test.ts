@@ -139,6 +139,21 @@ describe("VHD conversion of images made by qemu-img", () => {
   });
 });
 
+/** `image` in 1 MiB chunks, each copied into a buffer taken from `pool` and given back on release. */
+async function* pooledChunks(pool: BufferPool, image: Buffer): AsyncGenerator<Chunk> {
+  for (let off = 0; off < image.length; off += MiB) {
+    const buffer = await pool.take();
+    image.copy(buffer, 0, off, off + MiB);
+    yield {
+      offset: off,
+      data: buffer,
+      release: () => {
+        pool.give(buffer);
+      },
+    };
+  }
+}
+
 describe("page uploads", () => {
   it("shares one pool between uploads running at once: each gets its bytes right, memory stays the pool's", async () => {
     const pool = new BufferPool(3, MiB);
@@ -156,20 +171,7 @@ describe("page uploads", () => {
           data.copy(written, offset);
         },
       };
-      async function* chunks(): AsyncGenerator<Chunk> {
-        for (let off = 0; off < image.length; off += MiB) {
-          const buffer = await pool.take();
-          image.copy(buffer, 0, off, off + MiB);
-          yield {
-            offset: off,
-            data: buffer,
-            release: () => {
-              pool.give(buffer);
-            },
-          };
-        }
-      }
-      await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
+      await uploadChunks(target, pooledChunks(pool, image), image.length, { concurrency: 2 });
       return written;
     };
     const [a, b] = await Promise.all(images.map(upload));
@@ -212,20 +214,7 @@ describe("page uploads", () => {
         data.copy(written, offset);
       },
     };
-    async function* chunks(): AsyncGenerator<Chunk> {
-      for (let off = 0; off < image.length; off += MiB) {
-        const buffer = await pool.take();
-        image.copy(buffer, 0, off, off + MiB);
-        yield {
-          offset: off,
-          data: buffer,
-          release: () => {
-            pool.give(buffer);
-          },
-        };
-      }
-    }
-    const p = await uploadChunks(target, chunks(), image.length, { concurrency: 2 });
+    const p = await uploadChunks(target, pooledChunks(pool, image), image.length, { concurrency: 2 });
     assert.ok(written.equals(image), "no write saw a buffer refilled under it");
     assert.equal(p.bytesSkippedZero, 5 * MiB);
     assert.equal(pool.available, 3, "every buffer given back, the zero ones at once");
