@@ -159,6 +159,11 @@ describe("npm start: the whole local stack, used with kubectl", () => {
         const fromBlob = await kubectl(kubeconfig, ["get", "vmimg", "appliance-from-blob", "-o", "jsonpath={.status.imageId}"]);
         assert.match(fromBlob.stdout, /\/providers\/Microsoft\.Compute\/images\//);
         const vmImage = await kubectl(kubeconfig, ["get", "vmimg", "build-agent-vm", "-o", "jsonpath={.status.transfer.percent} {.status.galleryImageVersionId}"]);
+        if (!vmImage.stdout.startsWith("100 ")) {
+          const detail = await kubectl(kubeconfig, ["get", "vmimg", "build-agent-vm", "-o", "jsonpath={.status.transfer}"]);
+          const events = await kubectl(kubeconfig, ["get", "events", "--field-selector", "involvedObject.name=build-agent-vm", "-o", "custom-columns=REASON:.reason,MESSAGE:.message"]);
+          t.diagnostic(`transfer ${detail.stdout}\n${events.stdout}`);
+        }
         assert.match(vmImage.stdout, /^100 \/subscriptions\/.+\/galleries\/platform_images\/images\/build-agent-vm\/versions\/1\.0\.0$/);
         await kubectl(kubeconfig, ["delete", ...more, "--timeout=60s"]);
       } finally {

@@ -231,12 +231,15 @@ describe("VmImage controller: VHDs streamed from a URL into a managed image", ()
     files.breakOff("/flaky-sum.vhd", 5 * MiB, 1);
     await apply("vhd-flaky-sum", { url: `${files.url}/flaky-sum.vhd`, checksum: `sha256:${createHash("sha256").update(source).digest("hex")}` });
     const reasons = new Set<string>();
+    const messages = new Set<string>();
     await eventually("Ready", async () => {
       const r = ready(await get("vhd-flaky-sum"));
       if (r?.reason) reasons.add(r.reason);
+      if (r?.message) messages.add(r.message);
       return r?.status === "True";
     }, 90_000);
     assert.ok(reasons.has("SourceInterrupted"), `said why it was retrying: ${[...reasons].join(", ")}`);
+    assert.ok([...messages].some((m) => m.includes("the import starts over because the checksum must see every byte")), `said why it starts over: ${[...messages].join(" | ")}`);
     assert.ok(!files.ranges.some((r) => r.startsWith("/flaky-sum.vhd bytes=") && r.endsWith("-")), "never asked for the rest only");
     const obj = await get("vhd-flaky-sum");
     assert.equal(obj.status?.transfer?.percent, 100);

@@ -67,8 +67,17 @@ export async function importSource(job: ImportJob, task: UploadTask, pool: Buffe
   // A download that breaks off continues where the target is complete, over a Range request, as long
   // as the source can be read from the middle (not compressed, not a dynamic VHD) and no checksum needs
   // every byte in one pass; otherwise the task fails and the reconciler starts over.
-  const resumable = job.rangeSupported && job.compression === "none" && job.layout.format !== "dynamic" && job.checksum === undefined;
+  const notResumable = !job.rangeSupported
+    ? "the source does not support Range requests"
+    : job.compression !== "none"
+      ? `a ${job.compression}-compressed source cannot be read from the middle`
+      : job.layout.format === "dynamic"
+        ? "a dynamic VHD cannot be read from the middle"
+        : job.checksum !== undefined
+          ? "the checksum must see every byte in one pass"
+          : undefined;
   let saved = Date.now();
+  let saving: Promise<unknown> = Promise.resolve();
   let start = startOffset;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -81,7 +90,9 @@ export async function importSource(job: ImportJob, task: UploadTask, pool: Buffe
           task.progress = { ...p };
           if (Date.now() - saved > 2_000) {
             saved = Date.now();
-            saveProgress(p.confirmedOffset).catch(() => undefined);
+            // One metadata write at a time, in order: a late one must not undo a later one.
+            const confirmed = p.confirmedOffset;
+            saving = saving.then(() => saveProgress(confirmed)).catch(() => undefined);
           }
         },
       });
@@ -91,13 +102,16 @@ export async function importSource(job: ImportJob, task: UploadTask, pool: Buffe
       }
       break;
     } catch (err) {
-      const again = resumable && err instanceof SourceError && err.retryable && attempt < SOURCE_ATTEMPTS && !task.abort.signal.aborted;
-      if (!again) throw err;
+      const broken = err instanceof SourceError && err.retryable && !task.abort.signal.aborted;
+      if (broken && notResumable !== undefined) throw new SourceError(err.reason, `${err.message}; the import starts over because ${notResumable}`, true);
+      if (!broken || attempt >= SOURCE_ATTEMPTS) throw err;
       start = Math.max(start, task.progress.confirmedOffset);
       task.resumes.push({ offset: start, message: err.message });
       await sleep(1000 * 2 ** (attempt - 1), task.abort.signal);
     }
   }
+  // The last progress write ends before the blob is marked complete, so it cannot overwrite that mark.
+  await saving;
   if (dest.kind === "disk") await job.azure.compute.disks.revokeAccess(dest.resourceGroup, dest.diskName);
   else await target.setMetadata({ [BlobMeta.owner]: dest.ownerUid, [BlobMeta.confirmed]: String(job.layout.vhdSize), [BlobMeta.complete]: "true" });
 }
