@@ -1,4 +1,5 @@
 import { BufferPool, type Chunk } from "./convert.ts";
+import { SourceError } from "./source.ts";
 import { SECTOR } from "./footer.ts";
 
 /** Where pages go: a page blob, or a managed disk's upload SAS (both are page blobs to the SDK). */
@@ -28,6 +29,11 @@ export interface UploadOptions {
   onProgress?: (p: TransferProgress) => void;
   /** The chunks continue an upload that is complete up to here (counted as done). */
   startOffset?: number;
+  /**
+   * A page write that has not finished after this long is abandoned and the upload fails (retryable):
+   * a connection that stalls without closing must not hold its buffers forever. Default 5 minutes.
+   */
+  writeTimeoutMs?: number;
 }
 
 const MAX_PAGE_WRITE = 4 * 1024 * 1024;
@@ -68,10 +74,12 @@ export async function uploadChunks(
   };
   let failure: unknown;
 
+  const writeTimeoutMs = opts.writeTimeoutMs ?? 300_000;
   const write = (offset: number, data: Buffer): Promise<void> => {
     pending.add(offset);
+    const timeout = AbortSignal.timeout(writeTimeoutMs);
     const p = target
-      .uploadPages(data, offset, data.length, opts.signal ? { abortSignal: opts.signal } : {})
+      .uploadPages(data, offset, data.length, { abortSignal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout })
       .then(() => {
         pending.delete(offset);
         confirm();
@@ -80,7 +88,9 @@ export async function uploadChunks(
         opts.onProgress?.(progress);
       })
       .catch((err: unknown) => {
-        failure ??= err;
+        failure ??= timeout.aborted && !opts.signal?.aborted
+          ? new SourceError("UploadTimedOut", `the page write at byte ${offset} did not finish within ${writeTimeoutMs >= 1000 ? `${Math.round(writeTimeoutMs / 1000)} s` : `${writeTimeoutMs} ms`}`, true)
+          : err;
       })
       .finally(() => inFlight.delete(p));
     inFlight.add(p);

@@ -467,11 +467,11 @@ export class VmImageReconciler {
     return { diskId: disk.id ?? "" };
   }
 
-  /** An Event for each time the task's download broke off and continued with a Range request. */
+  /** An Event for each time the task's transfer was interrupted (the download broke off, a write stalled) and continued with a Range request. */
   private async reportResumes(obj: VmImage, task: UploadTask): Promise<void> {
     while (task.resumesReported < task.resumes.length) {
       const r = task.resumes[task.resumesReported++];
-      if (r) await this.event(obj, "Warning", "DownloadResumed", `The download broke off (${r.message}); it continues at byte ${r.offset} with a Range request.`);
+      if (r) await this.event(obj, "Warning", "DownloadResumed", `The transfer was interrupted (${r.message}); it continues at byte ${r.offset} with a Range request.`);
     }
   }
 

@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { BufferPool, detectLayout, toFixedVhd, type Chunk, type Layout } from "../../../src/vhd/convert.ts";
 import type { VhdFormatError } from "../../../src/vhd/footer.ts";
 import { MiB, parseFooter } from "../../../src/vhd/footer.ts";
+import type { SourceError } from "../../../src/vhd/source.ts";
 import { uploadChunks, type PageTarget } from "../../../src/vhd/upload.ts";
 
 const qemuImg = (args: string[]) => promisify(execFile)("qemu-img", args);
@@ -178,6 +179,27 @@ describe("page uploads", () => {
     assert.ok(a?.equals(images[0] ?? Buffer.alloc(0)) && b?.equals(images[1] ?? Buffer.alloc(0)), "each upload wrote its own image");
     assert.ok(maxTaken <= 3);
     assert.equal(pool.available, 3);
+  });
+
+  it("abandons a page write that never finishes, as a retryable UploadTimedOut", async () => {
+    const target: PageTarget = {
+      uploadPages(_data, _offset, _count, options) {
+        return new Promise((_resolve, reject) => {
+          options?.abortSignal?.addEventListener("abort", () => {
+            reject(new Error("aborted"));
+          });
+        });
+      },
+    };
+    function* chunks(): Generator<Chunk> {
+      yield { offset: 0, data: Buffer.alloc(MiB, 1) };
+    }
+    await assert.rejects(uploadChunks(target, chunks(), MiB, { writeTimeoutMs: 50 }), (e: SourceError) => {
+      assert.equal(e.reason, "UploadTimedOut");
+      assert.equal(e.retryable, true);
+      assert.match(e.message, /byte 0 did not finish within 50 ms/);
+      return true;
+    });
   });
 
   it("lets the writes in flight end before it reports a failed source, so nothing writes after it returns", async () => {
