@@ -5,6 +5,7 @@ import type { DestinationSpec, DestinationStatus } from "../../api/types.ts";
 import type { AzureClients } from "../../azure/clients.ts";
 import { AzureError, classify, getOrUndefined } from "../../azure/errors.ts";
 import type { Health } from "../../runtime/conditions.ts";
+import { Remembered } from "./remembered.ts";
 import { compareVersions, normalizeRegion } from "./versions.ts";
 
 /** A verdict of one reconcile pass. */
@@ -246,38 +247,27 @@ async function chooseVersion(d: GalleryDeps, obj: ImageTarget, status: Destinati
 }
 
 /**
- * Resource groups seen to exist in the last minute, per ARM client (subscription and credentials): a
- * burst of objects in one group reads it about once a minute, not once per object and pass. A group
- * deleted meanwhile shows as ResourceGroupNotFound on the next write; `forgetResourceGroups` then makes
- * the next pass look again (and create it).
+ * Resource groups seen to exist in the last minute: a burst of objects in one group reads it about
+ * once a minute, not once per object and pass. A group deleted meanwhile shows as
+ * ResourceGroupNotFound on the next write; `forgetResourceGroups` then makes the next pass look again
+ * (and create it).
  */
-const seenGroups = new WeakMap<object, Map<string, number>>();
-const GROUP_SEEN_MS = 60_000;
-
-function seenGroupsOf(d: { azure: { resources: object } }): Map<string, number> {
-  let seen = seenGroups.get(d.azure.resources);
-  if (!seen) {
-    seen = new Map();
-    seenGroups.set(d.azure.resources, seen);
-  }
-  return seen;
-}
+const seenGroups = new Remembered<true>(60_000);
 
 export function forgetResourceGroups(d: { azure: { resources: object } }, err: { code: string }): void {
-  if (err.code === "ResourceGroupNotFound") seenGroups.delete(d.azure.resources);
+  if (err.code === "ResourceGroupNotFound") seenGroups.forget(d.azure.resources);
 }
 
 /** Creates resource group `rg` in `location` when it does not exist (tagged with the owner), with an Event. */
 export async function ensureResourceGroup(d: GalleryDeps, rg: string, location: string, ownerUid: string): Promise<void> {
   const { resources } = d.azure;
-  const seen = seenGroupsOf(d);
   const key = rg.toLowerCase();
-  if (Date.now() - (seen.get(key) ?? -Infinity) < GROUP_SEEN_MS) return;
+  if (seenGroups.get(resources, key)) return;
   if (!(await getOrUndefined(resources.resourceGroups.get(rg)))) {
     await resources.resourceGroups.createOrUpdate(rg, { location, tags: { [d.ownerTag]: ownerUid } }).catch((err: unknown) => {
       throw classify(err);
     });
     await d.event("Normal", "ResourceGroupCreated", `Created resource group '${rg}'.`);
   }
-  seen.set(key, Date.now());
+  seenGroups.set(resources, key, true);
 }

@@ -1,6 +1,7 @@
 import type { AzureClients } from "../../azure/clients.ts";
 import { classify, getOrUndefined } from "../../azure/errors.ts";
 import type { MarketplaceSource } from "../../api/types.ts";
+import { Remembered } from "../shared/remembered.ts";
 
 export interface ResolvedMarketplaceImage {
   version: string;
@@ -47,8 +48,8 @@ export async function resolveMarketplaceImage(
     version = newest.name;
   }
   const key = [location, src.publisher, src.offer, src.sku, version].join("|").toLowerCase();
-  const known = knownVersionsOf(azure).get(key);
-  if (known && Date.now() - known.at < KNOWN_VERSION_MS) return known.resolved;
+  const known = knownVersions.get(azure.compute, key);
+  if (known) return known;
   const image = await getOrUndefined(images.get(location, src.publisher, src.offer, src.sku, version));
   if (!image) {
     throw new SourceProblem("ImageNotFound", `Marketplace image ${src.publisher}:${src.offer}:${src.sku}:${version} is not offered in ${location}.`);
@@ -63,7 +64,7 @@ export async function resolveMarketplaceImage(
     hyperVGeneration: image.hyperVGeneration,
     plan,
   };
-  remember(knownVersionsOf(azure), key, resolved);
+  knownVersions.set(azure.compute, key, resolved);
   return resolved;
 }
 
@@ -72,25 +73,7 @@ export async function resolveMarketplaceImage(
  * change (its OS type, generation and plan are fixed), so the passes that make an image from it, and
  * every object using the same version, read it once; `latest` is still listed each time.
  */
-const knownVersions = new WeakMap<object, Map<string, { at: number; resolved: ResolvedMarketplaceImage }>>();
-const KNOWN_VERSION_MS = 3_600_000;
-const KNOWN_VERSION_LIMIT = 1_000;
-
-function knownVersionsOf(azure: AzureClients): Map<string, { at: number; resolved: ResolvedMarketplaceImage }> {
-  let known = knownVersions.get(azure.compute);
-  if (!known) {
-    known = new Map();
-    knownVersions.set(azure.compute, known);
-  }
-  return known;
-}
-
-function remember(known: Map<string, { at: number; resolved: ResolvedMarketplaceImage }>, key: string, resolved: ResolvedMarketplaceImage): void {
-  known.delete(key);
-  known.set(key, { at: Date.now(), resolved });
-  // The oldest entry goes first (a Map iterates in insertion order).
-  if (known.size > KNOWN_VERSION_LIMIT) known.delete(known.keys().next().value ?? "");
-}
+const knownVersions = new Remembered<ResolvedMarketplaceImage>(3_600_000);
 
 /**
  * Makes sure a plan image's terms are accepted in the subscription: accepts them when the spec says

@@ -5,7 +5,7 @@ import { BufferPool, toFixedVhd, type Layout } from "../../vhd/convert.ts";
 import { VhdFormatError } from "../../vhd/footer.ts";
 import { openSource, SourceError, type Compression } from "../../vhd/source.ts";
 import { sleep } from "../../runtime/backoff.ts";
-import { transferPool, uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
+import { uploadChunks, type TransferProgress } from "../../vhd/upload.ts";
 
 /** An import running in the background, outside any reconcile. */
 export interface UploadTask {
@@ -47,7 +47,7 @@ export const BlobMeta = { owner: "azureimagesowner", confirmed: "azureimagesconf
  * page-blob upload records how far it is confirmed in the blob's metadata every few seconds, so an
  * operator restart can resume there. Runs as a background task; reconciles look at its progress.
  */
-export async function importSource(job: ImportJob, task: UploadTask, pool: BufferPool = transferPool(job.concurrency)): Promise<void> {
+export async function importSource(job: ImportJob, task: UploadTask, pool: BufferPool): Promise<void> {
   const dest = job.destination;
   let target: PageBlobClient;
   let startOffset = 0;
